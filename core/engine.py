@@ -1,0 +1,196 @@
+"""DuckDB engine: the sandboxed connection, identifier quoting, time limits and paged previews.
+
+One DuckDB database per process. It is locked down when it is opened: it may read files only
+under the data roots and the workspace, write only into the workspace, install or load no
+extensions, and its configuration cannot be changed afterwards. Every query runs on its own
+cursor, so a time limit interrupts that query alone.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+
+from core.errors import QueryError, QueryRefused, QueryTimeout
+from core.settings import Settings
+
+T = TypeVar("T")
+PAGE_SIZE_MAX = 1_000
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB: any name (quotes, spaces, unicode, keywords) becomes safe."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """Quote a string literal; used only where DuckDB takes no bound parameter (view definitions)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """Open the process's DuckDB database, configured from settings and sandboxed.
+
+    Parameters
+    ----------
+    settings
+        Memory limit, threads and temp directory (for spilling) come from here; the readable
+        roots become DuckDB's ``allowed_directories``.
+    """
+    for folder in (settings.workspace, settings.temp_dir, settings.datasets_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "memory_limit": settings.memory_limit,
+            "threads": settings.threads,
+            "temp_directory": str(settings.temp_dir),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "preserve_insertion_order": True,
+        },
+    )
+    allowed = [*map(str, settings.readable_roots), str(settings.temp_dir)]
+    con.execute("SET allowed_directories = " + "[" + ", ".join(quote_literal(d) for d in allowed) + "]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _message(exc: Exception) -> str:
+    """DuckDB's message without its 'X Error: ' prefix and the LINE/caret lines."""
+    text = str(exc).split("\nLINE ")[0].strip()
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", text)
+
+
+def translate(exc: Exception, what: str) -> QueryError:
+    """Turn a DuckDB exception into a QueryError that says what failed and what to do."""
+    msg = _message(exc)
+    if isinstance(exc, duckdb.PermissionException):
+        path = re.search(r'"([^"]+)"', msg)
+        where = f" ({path.group(1)})" if path else ""
+        return QueryRefused(
+            f"{what} tried to read or write a file outside the data roots{where}.",
+            "Only registered datasets and files under the data roots can be read; "
+            "register the file on the Data page or add its folder to QUARRY_DATA_ROOTS.",
+        )
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return QueryError(f"{what} ran out of memory: {msg}",
+                          "Raise QUARRY_MEMORY_LIMIT, or narrow the query (fewer columns, a filter).")
+    if isinstance(exc, duckdb.BinderException):
+        return QueryError(f"{what} refers to something that does not exist: {msg}",
+                          "Check column and dataset names; names with spaces or capitals need \"double quotes\".")
+    if isinstance(exc, duckdb.ParserException):
+        return QueryError(f"{what} is not valid SQL: {msg}", "Fix the syntax near the place the message names.")
+    return QueryError(f"{what} failed: {msg}", "Check the query; the message above is DuckDB's.")
+
+
+def with_time_limit(con: duckdb.DuckDBPyConnection, seconds: float, what: str,
+                    fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """Run fn on a fresh cursor; interrupt it after `seconds` and raise QueryTimeout.
+
+    A cursor of its own means the interrupt stops this query only, not other users' queries.
+    """
+    cur = con.cursor()
+    timer = threading.Timer(seconds, cur.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        return fn(cur)
+    except duckdb.InterruptException:
+        raise QueryTimeout(
+            f"{what} ran longer than the {seconds:g} s time limit and was stopped.",
+            "Narrow it (a filter, fewer columns, a LIMIT) or raise the limit with QUARRY_SQL_TIME_LIMIT_S.",
+        ) from None
+    except duckdb.Error as exc:
+        raise translate(exc, what) from None
+    finally:
+        timer.cancel()
+        cur.close()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows and where it sits in the whole result."""
+
+    table: pa.Table
+    total_rows: int
+    offset: int
+    page_size: int
+    seconds: float
+
+    @property
+    def first_row(self) -> int:
+        """1-based number of the first row shown (0 when nothing is shown)."""
+        return self.offset + 1 if self.table.num_rows else 0
+
+    @property
+    def last_row(self) -> int:
+        return self.offset + self.table.num_rows
+
+    @property
+    def page_count(self) -> int:
+        return max(1, -(-self.total_rows // self.page_size))
+
+    def caption(self) -> str:
+        """'Rows 1–50 of 336,776' in plain words."""
+        if not self.total_rows:
+            return "No rows match."
+        return f"Rows {self.first_row:,}–{self.last_row:,} of {self.total_rows:,}"
+
+
+def check_page_args(offset: int, limit: int) -> None:
+    """Bounds for paging: a page is never the whole table."""
+    if offset < 0:
+        raise QueryError(f"The page offset must be >= 0. Got {offset}.", "Start from the first page.")
+    if not 1 <= limit <= PAGE_SIZE_MAX:
+        raise QueryError(f"The page size must be between 1 and {PAGE_SIZE_MAX}. Got {limit}.",
+                         "Pick a smaller page size.")
+
+
+def fetch_page(rel: duckdb.DuckDBPyRelation, offset: int, limit: int, count: bool = True) -> tuple[pa.Table, int]:
+    """One page of a relation and (optionally) the relation's total row count."""
+    total = int(rel.aggregate("count(*)").fetchall()[0][0]) if count else -1
+    return rel.limit(limit, offset).fetch_arrow_table(), total
+
+
+def preview(con: duckdb.DuckDBPyConnection, table: str, *, columns: Sequence[str] | None = None,
+            where: str = "", order_by: str | None = None, descending: bool = False,
+            offset: int = 0, limit: int = 50, time_limit_s: float = 30.0) -> Page:
+    """A page of a dataset's rows, with the filter, sort and projection pushed down to DuckDB.
+
+    Parameters
+    ----------
+    table
+        A registered dataset (a view name).
+    columns
+        Columns to show, in order; all when None or empty.
+    where
+        A SQL boolean expression over the dataset's columns, e.g. ``dep_delay > 60 AND origin = 'JFK'``.
+    order_by, descending
+        Sort column (nulls last) and direction.
+    offset, limit
+        The page: ``limit`` rows starting at row ``offset`` (0-based) of the filtered, sorted rows.
+    """
+    check_page_args(offset, limit)
+    started = time.perf_counter()
+
+    def run(cur: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int]:
+        rel = cur.table(quote_ident(table))
+        if where.strip():
+            rel = rel.filter(where)
+        if order_by:
+            rel = rel.order(f"{quote_ident(order_by)} {'DESC' if descending else 'ASC'} NULLS LAST")
+        if columns:
+            rel = rel.select(*(quote_ident(c) for c in columns))
+        return fetch_page(rel, offset, limit)
+
+    rows, total = with_time_limit(con, time_limit_s, "The filter" if where.strip() else "The preview", run)
+    return Page(rows, total, offset, limit, time.perf_counter() - started)
+
