@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -313,7 +313,7 @@ def inspect_source(con: duckdb.DuckDBPyConnection, text: str, settings: Settings
     elif all(f.stat().st_size == 0 for f in files):
         raise DatasetError(f"{files[0].name} is empty (0 bytes).", "Re-export the file; an empty file holds no table.")
     hive = bool(hive_partitions(files))
-    dataset = Dataset(check_name(name), source, fmt, hive, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    dataset = Dataset(check_name(name), source, fmt, hive, datetime.now(UTC).isoformat(timespec="seconds"))
     cur = con.cursor()
     try:
         cols = cur.execute(f"DESCRIBE SELECT * FROM {dataset.scan_sql()}").fetchall()

@@ -1,0 +1,305 @@
+"""Headless commands: ``python -m core COMMAND``. Everything the pages do can be scripted.
+
+Conventions for every command: a dataset is a registered name or a path (file, folder, glob);
+output is for people by default and one JSON document on stdout with ``--json``; an error is
+one line on stderr and a non-zero exit status, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from core import catalog as cat
+from core import demo, engine, sandbox
+from core.errors import QuarryError
+from core.settings import Settings, load_settings
+
+EXIT_USER_ERROR = 2
+EXIT_UNEXPECTED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise QuarryError(f"{self.prog}: {message}", f"see: {self.prog} --help")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    con: duckdb.DuckDBPyConnection
+    catalog: cat.Catalog
+
+    @classmethod
+    def open(cls) -> Context:
+        settings = load_settings()
+        con = engine.connect(settings)
+        catalog = cat.Catalog(settings)
+        cat.sync_views(con, catalog.list())
+        return cls(settings, con, catalog)
+
+
+# ----------------------------------------------------------------------------------------------
+# Output helpers
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _finite(value: object) -> object:
+    """NaN and infinities have no JSON spelling: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def emit_json(doc: object) -> None:
+    """One valid JSON document on stdout."""
+    json.dump(_finite(doc), sys.stdout, default=_jsonable, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+def table_json(table: pa.Table) -> dict:
+    """A page of rows as JSON: column names and types, then rows as lists."""
+    return {"columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
+            "rows": [list(r.values()) for r in table.to_pylist()]}
+
+
+def print_table(table: pa.Table) -> None:
+    """A page of rows as an aligned text table (the page is bounded, so this is small)."""
+    import polars as pl
+
+    with pl.Config(tbl_rows=table.num_rows, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40,
+                   tbl_hide_dataframe_shape=True):
+        print(pl.from_arrow(table))
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _progress(label: str):
+    """A progress printer for stderr (only on a terminal, so logs and pipes stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"\r{label}: {done / max(total, 1):4.0%} ({done:,} / {total:,} rows)")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    out_dir = Path(args.out_dir).resolve() if args.out_dir else demo.DEMO_DIR
+    results = []
+    if args.only in (None, "flights"):
+        results.append(("flights", demo.write_flights(out_dir / demo.FLIGHTS_FILE)))
+    if args.only in (None, "transactions"):
+        rows = args.rows or demo.DEFAULT_TRANSACTION_ROWS
+        results.append(("transactions", demo.write_transactions(
+            out_dir / demo.TRANSACTIONS_FILE, rows=rows, seed=args.seed, progress=_progress("transactions"))))
+    registered = {}
+    if not args.no_register:
+        ctx = Context.open()
+        for name, res in results:
+            registered[name] = cat.register(ctx.con, ctx.catalog, str(res.path), name=name, replace=True).name
+    if args.json:
+        emit_json([{"name": n, **asdict(r), "registered_as": registered.get(n)} for n, r in results])
+        return
+    for name, r in results:
+        note = f", registered as '{registered[name]}'" if name in registered else ""
+        print(f"{name}: {r.rows:,} rows x {r.columns} columns, {human_bytes(r.bytes)} -> {r.path} "
+              f"({r.seconds:.1f} s){note}")
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    items = ctx.catalog.list()
+    if args.json:
+        emit_json([asdict(d) for d in items])
+        return
+    if not items:
+        print("No datasets registered. Register one with: python -m core datasets register PATH")
+    for d in items:
+        print(f"{d.name:<24} {d.format:<8} {d.source}{'  (hive partitions)' if d.hive else ''}")
+
+
+def cmd_datasets_register(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    d = cat.register(ctx.con, ctx.catalog, args.path, name=args.name, replace=args.replace)
+    info = cat.describe(ctx.con, d, ctx.settings)
+    _print_info(info, args.json, verb="Registered")
+
+
+def cmd_datasets_show(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
+    _print_info(cat.describe(ctx.con, d, ctx.settings), args.json)
+
+
+def cmd_datasets_remove(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    d = ctx.catalog.remove(args.name)
+    if args.json:
+        emit_json({"removed": asdict(d)})
+    else:
+        print(f"Removed dataset '{d.name}' from the catalog (its files at {d.source} are untouched).")
+
+
+def cmd_datasets_preview(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    page = engine.preview(ctx.con, d.name, columns=columns, where=args.where or "", order_by=args.sort,
+                          descending=args.desc, offset=(args.page - 1) * args.page_size, limit=args.page_size,
+                          time_limit_s=ctx.settings.sql_time_limit_s)
+    _print_page(page, args.json)
+
+
+def cmd_sql(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    if args.out:
+        rows = sandbox.write_query(ctx.con, args.query, ctx.settings, Path(args.out))
+        if args.json:
+            emit_json({"out": str(Path(args.out).resolve()), "rows": rows})
+        else:
+            print(f"Wrote {rows:,} rows to {Path(args.out).resolve()}")
+        return
+    _print_page(sandbox.run_query(ctx.con, args.query, ctx.settings, limit=args.limit), args.json)
+
+
+def _print_info(info: cat.DatasetInfo, as_json: bool, verb: str = "") -> None:
+    if as_json:
+        emit_json(info.to_json())
+        return
+    d = info.dataset
+    print(f"{verb + ' ' if verb else ''}{d.name}: {info.rows:,} rows x {len(info.columns)} columns, "
+          f"{info.files:,} file(s), {human_bytes(info.bytes)} on disk ({d.format}) from {d.source}")
+    if info.rows == 0:
+        print("Note: this dataset has 0 rows; there is nothing to preview or train on.")
+    for p in info.partitions:
+        shown = ", ".join(p.values[:8]) + (" ..." if len(p.values) > 8 else "")
+        print(f"  partition {p.key}: {len(p.values)} value(s): {shown}")
+    width = max((len(c.name) for c in info.columns), default=4)
+    for c in info.columns:
+        print(f"  {c.name:<{width}}  {c.type}")
+
+
+def _print_page(page: engine.Page, as_json: bool) -> None:
+    if as_json:
+        emit_json({**table_json(page.table), "total_rows": page.total_rows, "offset": page.offset,
+                   "seconds": round(page.seconds, 4)})
+        return
+    print_table(page.table)
+    print(f"{page.caption()} ({page.seconds:.2f} s)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Parser and entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m core", description="Quarry: ML on tabular data too big for pandas.")
+    top = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(sub, name: str, help_: str, fn) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    d = command(top, "demo", "generate the demo datasets (NYC flights 2013, synthetic card transactions) "
+                        "and register them", cmd_demo)
+    d.add_argument("--rows", type=int, help=f"transactions rows (default {demo.DEFAULT_TRANSACTION_ROWS:,})")
+    d.add_argument("--only", choices=["flights", "transactions"], help="generate just one of the two")
+    d.add_argument("--seed", type=int, default=42, help="random seed for the transactions (default 42)")
+    d.add_argument("--out-dir", help="where to write (default data/demo)")
+    d.add_argument("--no-register", action="store_true", help="write the files but do not register them")
+
+    ds = top.add_parser("datasets", help="list, register, show, preview or remove datasets")
+    dsub = ds.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    command(dsub, "list", "list registered datasets", cmd_datasets_list)
+    r = command(dsub, "register", "register a Parquet/CSV file, folder or glob under the data roots",
+                cmd_datasets_register)
+    r.add_argument("path")
+    r.add_argument("--name", help="dataset (table) name; derived from the path when omitted")
+    r.add_argument("--replace", action="store_true", help="replace a dataset of the same name")
+    s = command(dsub, "show", "schema, row count, size and partitions of a dataset", cmd_datasets_show)
+    s.add_argument("dataset", help="registered name or path")
+    pv = command(dsub, "preview", "one page of rows, filtered and sorted in DuckDB", cmd_datasets_preview)
+    pv.add_argument("dataset", help="registered name or path")
+    pv.add_argument("--where", help="filter expression, e.g. \"dep_delay > 60 AND origin = 'JFK'\"")
+    pv.add_argument("--sort", help="sort column")
+    pv.add_argument("--desc", action="store_true", help="sort descending")
+    pv.add_argument("--columns", help="comma-separated columns to show")
+    pv.add_argument("--page", type=int, default=1, help="page number (from 1)")
+    pv.add_argument("--page-size", type=int, default=20, help="rows per page (at most 1000)")
+    rm = command(dsub, "remove", "forget a dataset (its files are not touched)", cmd_datasets_remove)
+    rm.add_argument("name")
+
+    q = command(top, "sql", "run one SELECT over registered datasets (their names are table names)", cmd_sql)
+    q.add_argument("query")
+    q.add_argument("--out", help="write the whole result to this Parquet file instead of printing a page")
+    q.add_argument("--limit", type=int, default=20, help="rows to print (at most 1000)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "page", 1) < 1:
+            raise QuarryError(f"--page must be 1 or more. Got {args.page}.", "Pages are numbered from 1.")
+        args.fn(args)
+        return 0
+    except QuarryError as exc:
+        line = f"error: {exc.message}" + (f" — {exc.hint}" if exc.hint else "")
+        print(" ".join(line.split()), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the last resort: never a traceback for a user
+        if os.environ.get("QUARRY_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
+              "(set QUARRY_DEBUG=1 for a traceback and please report it)", file=sys.stderr)
+        return EXIT_UNEXPECTED
