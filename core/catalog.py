@@ -398,6 +398,57 @@ def describe(con: duckdb.DuckDBPyConnection, dataset: Dataset, settings: Setting
     return DatasetInfo(dataset, rows, cols, len(files), size, hive_partitions(files) if dataset.hive else ())
 
 
+def discover(settings: Settings, limit: int = 500) -> list[str]:
+    """Parquet/CSV files and hive-partitioned folders under the data roots, for a picker (bounded walk)."""
+    found: list[str] = []
+    for root in settings.data_roots:
+        for folder, dirs, files in os.walk(root):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and here / d != settings.workspace)
+            if any(HIVE_PART_RE.match(d) for d in dirs):
+                found.append(str(here))
+                dirs[:] = []
+                continue
+            found += [str(here / f) for f in sorted(files)
+                      if f.lower().endswith(PARQUET_EXT + CSV_EXT) and not f.startswith(".")]
+            if len(found) >= limit:
+                return found[:limit]
+    return found
+
+
+def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
+    """Store an uploaded file in the uploads folder (never over an existing file), atomically."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name).lstrip(".") or "upload"
+    if not safe.lower().endswith(PARQUET_EXT + CSV_EXT):
+        raise DatasetError(f"{filename} is not a Parquet or CSV file.",
+                           "Upload a .parquet or .csv file; bigger files are registered from a path.")
+    folder = settings.uploads_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    target, n = folder / safe, 2
+    while target.exists():
+        stem, dot, ext = safe.partition(".")
+        target, n = folder / f"{stem}_{n}{dot}{ext}", n + 1
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def register_upload(con: duckdb.DuckDBPyConnection, catalog: Catalog, filename: str, data: bytes,
+                    name: str | None = None) -> Dataset:
+    """Save an uploaded file and register it; a file that fails the checks is not kept."""
+    path = save_upload(catalog.settings, filename, data)
+    try:
+        return register(con, catalog, str(path), name=name)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def resolve(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str) -> Dataset:
     """A registered name, or a path registered on the fly (not saved) under a derived name.
 
@@ -407,6 +458,11 @@ def resolve(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str) -> Data
         dataset = catalog.get(text)
         sync_views(con, [dataset], drop_others=False)
         return dataset
+    source, _ = resolve_files(text, catalog.settings)
+    known = next((d for d in catalog.list() if d.source == source), None)
+    if known:
+        sync_views(con, [known], drop_others=False)
+        return known
     dataset = inspect_source(con, text, catalog.settings, catalog.unique_name(default_name(text)))
     sync_views(con, [dataset], drop_others=False)
     return dataset

@@ -23,6 +23,7 @@ import pyarrow as pa
 from core import catalog as cat
 from core import demo, engine, sandbox
 from core.errors import QuarryError
+from core.fmt import human_bytes
 from core.settings import Settings, load_settings
 
 EXIT_USER_ERROR = 2
@@ -97,15 +98,6 @@ def print_table(table: pa.Table) -> None:
     with pl.Config(tbl_rows=table.num_rows, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40,
                    tbl_hide_dataframe_shape=True):
         print(pl.from_arrow(table))
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _progress(label: str):

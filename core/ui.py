@@ -1,0 +1,148 @@
+"""Streamlit glue: the cached connection, the active dataset, cached queries, error display.
+
+The only module in core/ that imports streamlit. Pages call these helpers and core's verbs.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import duckdb
+import streamlit as st
+
+from core import catalog as cat
+from core import engine, sandbox
+from core.errors import QuarryError
+from core.settings import Settings, load_settings
+
+DATASET_KEY = "dataset"
+
+
+def show_error(exc: QuarryError) -> None:
+    """What was wrong, in red; what to do, underneath."""
+    st.error(exc.message, icon=":material/error:")
+    if exc.hint:
+        st.caption(exc.hint)
+
+
+@contextmanager
+def errors_shown() -> Iterator[None]:
+    """Run a block; a QuarryError inside it is shown on the page instead of crashing the app."""
+    try:
+        yield
+    except QuarryError as exc:
+        show_error(exc)
+
+
+@st.cache_resource(show_spinner=False)
+def _connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    return engine.connect(settings)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """What a page needs: settings, the shared DuckDB connection and the catalog."""
+
+    settings: Settings
+    con: duckdb.DuckDBPyConnection
+    catalog: cat.Catalog
+
+    def version(self) -> tuple:
+        """Identity of the catalog's contents, part of every cache key (re-registering invalidates)."""
+        return tuple((d.name, d.source, d.registered_at) for d in self.catalog.list())
+
+
+def workspace() -> Workspace:
+    """Settings, connection and catalog, with DuckDB's views brought in step with the catalog."""
+    settings = load_settings()
+    con = _connect(settings)
+    catalog = cat.Catalog(settings)
+    cat.sync_views(con, catalog.list())
+    return Workspace(settings, con, catalog)
+
+
+def active_dataset(ws: Workspace) -> str | None:
+    """The dataset picked in the sidebar (also shareable as ?dataset=NAME in the URL)."""
+    names = ws.catalog.names()
+    name = st.session_state.get(DATASET_KEY) or st.query_params.get(DATASET_KEY)
+    return name if name in names else None
+
+
+def set_active_dataset(name: str) -> None:
+    """Make `name` the active dataset; the sidebar picker takes it up on the next run (call st.rerun())."""
+    st.session_state[DATASET_KEY] = name
+    st.session_state["dataset_pending"] = name
+    st.query_params[DATASET_KEY] = name
+
+
+def sidebar_dataset_picker() -> None:
+    """The sidebar's dataset selector, shown on every page."""
+    try:
+        ws = workspace()
+    except QuarryError as exc:
+        with st.sidebar:
+            show_error(exc)
+        return
+    names = ws.catalog.names()
+    with st.sidebar:
+        if not names:
+            st.caption("No datasets yet: register one on the Data page.")
+            return
+        # A widget's value can only be set before it is drawn: apply a change made by a page now.
+        pending = st.session_state.pop("dataset_pending", None)
+        if pending in names or st.session_state.get("sidebar_dataset") not in names:
+            st.session_state["sidebar_dataset"] = pending if pending in names else (active_dataset(ws) or names[0])
+        picked = st.selectbox("Dataset", names, key="sidebar_dataset",
+                              help="The dataset every page works on. Register more on the Data page.")
+        st.session_state[DATASET_KEY] = picked
+        if st.query_params.get(DATASET_KEY) != picked:
+            st.query_params[DATASET_KEY] = picked
+
+
+def auth_gate() -> bool:
+    """When QUARRY_PASSWORD is set, ask for it once per session; without it, the app is open."""
+    password = os.environ.get("QUARRY_PASSWORD", "")
+    if not password or st.session_state.get("auth_ok"):
+        return True
+    st.title("Quarry")
+    typed = st.text_input("Password", type="password", key="auth_password")
+    if typed and hmac.compare_digest(typed.encode(), password.encode()):
+        st.session_state["auth_ok"] = True
+        st.rerun()
+    if typed:
+        st.error("Wrong password.")
+    st.caption("This Quarry server asks for a password (set by QUARRY_PASSWORD).")
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Cached calls: keyed by small tuples (names, SQL text, catalog version), never by DataFrames
+
+
+@st.cache_data(show_spinner=False, ttl=600, max_entries=64)
+def describe(name: str, version: tuple) -> cat.DatasetInfo:
+    ws = workspace()
+    return cat.describe(ws.con, ws.catalog.get(name), ws.settings)
+
+
+@st.cache_data(show_spinner=False, ttl=600, max_entries=256)
+def preview(name: str, columns: tuple[str, ...], where: str, order_by: str | None, descending: bool,
+            offset: int, limit: int, version: tuple) -> engine.Page:
+    ws = workspace()
+    return engine.preview(ws.con, name, columns=columns, where=where, order_by=order_by, descending=descending,
+                          offset=offset, limit=limit, time_limit_s=ws.settings.sql_time_limit_s)
+
+
+def export(sql: str, fmt: str) -> bytes:
+    """A query's result as CSV or Parquet bytes, built only when the download is clicked."""
+    ws = workspace()
+    return sandbox.export_query(ws.con, sql, ws.settings, fmt)[0]
+
+
+@st.cache_data(show_spinner=False, ttl=600, max_entries=256)
+def run_query(sql: str, offset: int, limit: int, version: tuple) -> sandbox.QueryPage:
+    ws = workspace()
+    return sandbox.run_query(ws.con, sql, ws.settings, offset=offset, limit=limit)

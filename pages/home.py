@@ -1,0 +1,45 @@
+"""Home: what Quarry does, the workflow, and the active dataset."""
+import streamlit as st
+
+from core import ui
+from core.fmt import human_bytes
+
+st.title("Quarry")
+st.markdown("Machine learning on tabular data too big for pandas: **DuckDB does the heavy lifting out of "
+            "core**, and this page only ever receives aggregates, samples and single pages of rows.")
+
+st.subheader("Workflow")
+steps = [
+    ("1. Data", "Register Parquet/CSV files, folders, globs or hive partitions; browse them page by page.", True),
+    ("2. SQL", "Ask questions in SQL over your datasets; save a result as a new dataset.", True),
+    ("3. Profile", "Column statistics, distributions, correlations and quality alerts at full-scan speed.", False),
+    ("4. Features", "A recipe of feature steps compiled to SQL, reused unchanged in training and scoring.", False),
+    ("5. Train", "LightGBM on data bigger than memory, on a GPU when there is one.", False),
+    ("6. Evaluate / Explain", "Metrics, thresholds, slices, SHAP and what-if.", False),
+    ("7. Score", "Batch scoring out of core with the run's recipe.", False),
+]
+cols = st.columns(len(steps))
+for col, (name, text, ready) in zip(cols, steps, strict=True):
+    with col.container(border=True):
+        st.markdown(f"**{name}**")
+        st.caption(text)
+        if not ready:
+            st.caption(":gray-badge[coming next]")
+
+st.subheader("Active dataset")
+with ui.errors_shown():
+    ws = ui.workspace()
+    name = ui.active_dataset(ws)
+    if name is None:
+        st.info("No dataset yet. Open the Data page to register one (e.g. demo/flights.parquet), "
+                "or run `python -m core demo` to generate the demo data.", icon=":material/info:")
+    else:
+        info = ui.describe(name, ws.version())
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Dataset", name)
+        c2.metric("Rows", f"{info.rows:,}")
+        c3.metric("Columns", f"{len(info.columns):,}")
+        c4.metric("On disk", human_bytes(info.bytes))
+        st.caption(f"From {info.dataset.source}")
+    st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/table_view:")
+    st.page_link("pages/sql.py", label="Query it on the SQL page", icon=":material/terminal:")
