@@ -5,7 +5,7 @@ from core import ui
 
 st.set_page_config(page_title="Quarry", page_icon=":material/landscape:", layout="wide")
 
-if not ui.auth_gate():
+if not ui.auth_gate() or not ui.settings_ok():
     st.stop()
 
 nav = st.navigation([

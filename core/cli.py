@@ -120,25 +120,37 @@ def _progress(label: str):
 
 def cmd_demo(args: argparse.Namespace) -> None:
     out_dir = Path(args.out_dir).resolve() if args.out_dir else demo.DEMO_DIR
-    results = []
+    results, kept = [], []
+    flights, transactions = out_dir / demo.FLIGHTS_FILE, out_dir / demo.TRANSACTIONS_FILE
     if args.only in (None, "flights"):
-        results.append(("flights", demo.write_flights(out_dir / demo.FLIGHTS_FILE)))
+        if args.if_missing and flights.exists():
+            kept.append(("flights", flights))
+        else:
+            results.append(("flights", demo.write_flights(flights)))
     if args.only in (None, "transactions"):
-        rows = args.rows or demo.DEFAULT_TRANSACTION_ROWS
-        results.append(("transactions", demo.write_transactions(
-            out_dir / demo.TRANSACTIONS_FILE, rows=rows, seed=args.seed, progress=_progress("transactions"))))
+        if args.if_missing and transactions.exists():
+            kept.append(("transactions", transactions))
+        else:
+            rows = args.rows or demo.DEFAULT_TRANSACTION_ROWS
+            results.append(("transactions", demo.write_transactions(
+                transactions, rows=rows, seed=args.seed, progress=_progress("transactions"))))
     registered = {}
     if not args.no_register:
         ctx = Context.open()
-        for name, res in results:
-            registered[name] = cat.register(ctx.con, ctx.catalog, str(res.path), name=name, replace=True).name
+        for name, path in [*((n, r.path) for n, r in results), *kept]:
+            registered[name] = cat.register(ctx.con, ctx.catalog, str(path), name=name, replace=True).name
     if args.json:
-        emit_json([{"name": n, **asdict(r), "registered_as": registered.get(n)} for n, r in results])
+        emit_json([{"name": n, **asdict(r), "registered_as": registered.get(n)} for n, r in results]
+                  + [{"name": n, "path": p, "kept": True, "registered_as": registered.get(n)} for n, p in kept])
         return
+    def note(name: str) -> str:
+        return f", registered as '{registered[name]}'" if name in registered else ""
+
+    for name, path in kept:
+        print(f"{name}: kept the existing {path}{note(name)}")
     for name, r in results:
-        note = f", registered as '{registered[name]}'" if name in registered else ""
         print(f"{name}: {r.rows:,} rows x {r.columns} columns, {human_bytes(r.bytes)} -> {r.path} "
-              f"({r.seconds:.1f} s){note}")
+              f"({r.seconds:.1f} s){note(name)}")
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> None:
@@ -244,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=42, help="random seed for the transactions (default 42)")
     d.add_argument("--out-dir", help="where to write (default data/demo)")
     d.add_argument("--no-register", action="store_true", help="write the files but do not register them")
+    d.add_argument("--if-missing", action="store_true", help="keep files that already exist (register them only)")
 
     ds = top.add_parser("datasets", help="list, register, show, preview or remove datasets")
     dsub = ds.add_subparsers(dest="action", required=True, parser_class=_Parser)

@@ -157,7 +157,7 @@ def check_page_args(offset: int, limit: int) -> None:
 def fetch_page(rel: duckdb.DuckDBPyRelation, offset: int, limit: int, count: bool = True) -> tuple[pa.Table, int]:
     """One page of a relation and (optionally) the relation's total row count."""
     total = int(rel.aggregate("count(*)").fetchall()[0][0]) if count else -1
-    return rel.limit(limit, offset).fetch_arrow_table(), total
+    return rel.limit(limit, offset).to_arrow_table(), total
 
 
 def preview(con: duckdb.DuckDBPyConnection, table: str, *, columns: Sequence[str] | None = None,

@@ -87,7 +87,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, *, o
 
 
 def _reader(cur: duckdb.DuckDBPyConnection, query: str, batch_rows: int = 100_000) -> pa.RecordBatchReader:
-    return cur.sql(query).fetch_record_batch(batch_rows)
+    return cur.sql(query).to_arrow_reader(batch_rows)
 
 
 def export_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, fmt: str) -> tuple[bytes, int]:
@@ -98,7 +98,7 @@ def export_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, f
     cap = settings.download_max_rows
 
     def run(cur: duckdb.DuckDBPyConnection) -> pa.Table:
-        return cur.sql(query).limit(cap + 1).fetch_arrow_table()
+        return cur.sql(query).limit(cap + 1).to_arrow_table()
 
     table = with_time_limit(con, settings.sql_time_limit_s, "The query", run)
     if table.num_rows > cap:

@@ -64,6 +64,16 @@ def workspace() -> Workspace:
     return Workspace(settings, con, catalog)
 
 
+def settings_ok() -> bool:
+    """Check the settings once per run; a bad environment variable is shown, not a crash."""
+    try:
+        load_settings()
+        return True
+    except QuarryError as exc:
+        show_error(exc)
+        return False
+
+
 def active_dataset(ws: Workspace) -> str | None:
     """The dataset picked in the sidebar (also shareable as ?dataset=NAME in the URL)."""
     names = ws.catalog.names()

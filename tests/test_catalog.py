@@ -1,0 +1,264 @@
+"""Dataset catalog: every source kind registers; every bad input gets a clear message and changes nothing."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from core import catalog as cat
+from core import engine
+from core.errors import DatasetError, PathError, QuarryError
+from tests.conftest import sample_table, write_parquet
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_register_file_and_describe(con, catalog, settings, sample):
+    d = cat.register(con, catalog, str(sample))
+    assert (d.name, d.format, d.hive, d.source) == ("sample", "parquet", False, str(sample))
+    info = cat.describe(con, d, settings)
+    assert info.rows == 1000
+    assert [c.name for c in info.columns] == sample_table().column_names
+    assert dict((c.name, c.type) for c in info.columns)["ts"] == "TIMESTAMP"
+    assert (info.files, info.bytes, info.partitions) == (1, sample.stat().st_size, ())
+
+
+def test_relative_path_is_found_under_a_data_root(con, catalog, sample, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the data root: the path is tried against the roots next
+    assert cat.register(con, catalog, "sample.parquet").source == str(sample)
+
+
+def test_folder_glob_hive_and_csv(con, catalog, settings, root):
+    table = sample_table(300)
+    for i in range(3):
+        write_parquet(root / "folder" / f"part-{i}.parquet", table.slice(i * 100, 100))
+    for year in (2023, 2024):
+        for month in ("01", "02"):
+            write_parquet(root / "sales" / f"year={year}" / f"month={month}" / "data.parquet", table.slice(0, 10))
+    (root / "csv").mkdir()
+    pacsv.write_csv(pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"]}), root / "csv" / "small.csv")
+
+    folder = cat.register(con, catalog, "folder")
+    assert cat.describe(con, folder, settings).rows == 300
+    glob = cat.register(con, catalog, str(root / "folder" / "part-[01].parquet"), name="two_parts")
+    assert cat.describe(con, glob, settings).files == 2
+    assert cat.describe(con, glob, settings).rows == 200
+    hive = cat.register(con, catalog, "sales")
+    info = cat.describe(con, hive, settings)
+    assert hive.hive and info.rows == 40 and info.files == 4
+    assert info.partitions == (cat.Partition("year", ("2023", "2024")), cat.Partition("month", ("01", "02")))
+    assert {"year", "month"} <= {c.name for c in info.columns}
+    csv = cat.register(con, catalog, "csv/small.csv")
+    assert csv.format == "csv" and cat.describe(con, csv, settings).rows == 3
+    assert catalog.names() == ["folder", "sales", "small", "two_parts"]
+
+
+def test_catalog_persists_across_restarts(settings, sample):
+    first = engine.connect(settings)
+    cat.register(first, cat.Catalog(settings), str(sample), name="kept")
+    first.close()
+    again = engine.connect(settings)  # a new process: an empty DuckDB, the catalog file on disk
+    catalog = cat.Catalog(settings)
+    assert catalog.names() == ["kept"]
+    cat.sync_views(again, catalog.list())
+    assert again.execute('SELECT count(*) FROM "kept"').fetchone()[0] == 1000
+
+
+def test_registering_the_same_file_twice_is_idempotent(con, catalog, sample):
+    assert cat.register(con, catalog, str(sample)) == cat.register(con, catalog, str(sample))
+    assert catalog.names() == ["sample"]
+
+
+def test_same_default_name_for_another_file_gets_a_suffix(con, catalog, root, sample):
+    other = write_parquet(root / "other" / "sample.parquet", sample_table(5))
+    assert cat.register(con, catalog, str(sample)).name == "sample"
+    assert cat.register(con, catalog, str(other)).name == "sample_2"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("demo/My Flights.parquet", "my_flights"),
+    ("2024.parquet", "d_2024"),
+    ("sales/", "sales"),
+    ("logs/**/*.parquet", "logs"),
+    ("x/Ünï code.csv.gz", "n_code"),
+])
+def test_default_name(text, expected):
+    assert cat.default_name(text) == expected
+
+
+def _bad_files(root: Path, tmp_path: Path) -> dict[str, Path]:
+    good = write_parquet(root / "good.parquet", sample_table(2000))
+    files = {
+        "empty": root / "empty.parquet",
+        "not_parquet": root / "text.parquet",
+        "truncated": root / "truncated.parquet",
+        "wrong_ext": root / "table.xlsx",
+        "empty_csv": root / "empty.csv",
+    }
+    files["empty"].write_bytes(b"")
+    files["not_parquet"].write_text("id,amount\n1,2\n")
+    files["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    files["wrong_ext"].write_bytes(b"PK\x03\x04 not really")
+    files["empty_csv"].write_bytes(b"")
+    outside = tmp_path / "outside.parquet"
+    write_parquet(outside, sample_table(3))
+    files["outside"] = outside
+    (root / "link.parquet").symlink_to(outside)
+    files["symlink_outside"] = root / "link.parquet"
+    (root / "empty_folder").mkdir()
+    files["empty_folder"] = root / "empty_folder"
+    return files
+
+
+@pytest.mark.parametrize(("case", "error", "words"), [
+    ("empty", DatasetError, "is empty (0 bytes)"),
+    ("not_parquet", DatasetError, "is not a Parquet file"),
+    ("truncated", DatasetError, "truncated or unfinished Parquet file"),
+    ("wrong_ext", DatasetError, "is not a Parquet or CSV file"),
+    ("empty_csv", DatasetError, "is empty (0 bytes)"),
+    ("outside", PathError, "is outside the data roots"),
+    ("symlink_outside", PathError, "is outside the data roots"),
+    ("empty_folder", DatasetError, "holds no Parquet or CSV files"),
+])
+def test_bad_input_is_refused_clearly_and_changes_nothing(con, catalog, root, tmp_path, case, error, words):
+    files = _bad_files(root, tmp_path)
+    before = {p: digest(p) for p in files.values() if p.is_file()}
+    with pytest.raises(error) as exc:
+        cat.register(con, catalog, str(files[case]))
+    assert words in exc.value.message
+    assert exc.value.hint  # always says what to do
+    assert catalog.names() == []
+    assert {p: digest(p) for p in before} == before  # the user's files are never modified
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("nowhere.parquet", "No file or folder at nowhere.parquet"),
+    ("nothing/*.parquet", "No files match"),
+    ("", "No path given"),
+])
+def test_missing_paths(con, catalog, text, words):
+    with pytest.raises(PathError, match=words.replace("*", r"\*").replace(".", r"\.")):
+        cat.register(con, catalog, text)
+
+
+def test_glob_reaching_outside_the_roots_is_refused(con, catalog, tmp_path, root):
+    write_parquet(tmp_path / "elsewhere" / "x.parquet", sample_table(3))
+    with pytest.raises(PathError, match="outside the data roots"):
+        cat.register(con, catalog, str(tmp_path / "elsewhere" / "*.parquet"))
+
+
+@pytest.mark.parametrize("name", ["1abc", "has space", "semi;colon", "x" * 64, 'quo"te', ""])
+def test_bad_names(con, catalog, sample, name):
+    with pytest.raises(DatasetError, match="cannot be a dataset name"):
+        cat.register(con, catalog, str(sample), name=name or "''")
+
+
+def test_name_clash_needs_replace(con, catalog, root, sample):
+    other = write_parquet(root / "b.parquet", sample_table(7))
+    cat.register(con, catalog, str(sample), name="t")
+    with pytest.raises(DatasetError, match="already registered"):
+        cat.register(con, catalog, str(other), name="t")
+    replaced = cat.register(con, catalog, str(other), name="t", replace=True)
+    assert replaced.source == str(other)
+    assert con.execute('SELECT count(*) FROM "t"').fetchone()[0] == 7
+
+
+def test_zero_rows_registers_and_says_so(con, catalog, settings, root):
+    path = write_parquet(root / "none.parquet", sample_table(10).slice(0, 0))
+    d = cat.register(con, catalog, str(path))
+    assert cat.describe(con, d, settings).rows == 0
+    page = engine.preview(con, d.name)
+    assert (page.total_rows, page.table.num_rows, page.caption()) == (0, 0, "No rows match.")
+
+
+def test_file_deleted_after_registration(con, catalog, settings, root, sample):
+    gone = write_parquet(root / "gone.parquet", sample_table(3))
+    d = cat.register(con, catalog, str(gone))
+    cat.register(con, catalog, str(sample))
+    gone.unlink()
+    with pytest.raises(DatasetError, match="cannot be read"):
+        cat.describe(con, d, settings)
+    cat.sync_views(con, catalog.list())  # the missing file does not break the others
+    assert cat.describe(con, catalog.get("sample"), settings).rows == 1000
+
+
+def test_remove_forgets_but_keeps_files(con, catalog, sample):
+    before = digest(sample)
+    cat.register(con, catalog, str(sample))
+    catalog.remove("sample")
+    assert catalog.names() == [] and digest(sample) == before
+    with pytest.raises(DatasetError, match="no dataset named 'sample'"):
+        catalog.remove("sample")
+
+
+def test_damaged_catalog_file(catalog, settings):
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    catalog.path.write_text("{ not json")
+    with pytest.raises(QuarryError, match="is damaged"):
+        catalog.list()
+
+
+def test_catalog_write_is_atomic(con, catalog, sample, monkeypatch):
+    cat.register(con, catalog, str(sample), name="first")
+    original = catalog.path.read_text()
+
+    def crash(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cat.json, "dump", crash)
+    with pytest.raises(OSError):
+        cat.register(con, catalog, str(sample), name="second")
+    assert catalog.path.read_text() == original
+    assert not [p for p in catalog.path.parent.iterdir() if p.name.startswith(".catalog-")]
+
+
+def test_uploads_never_overwrite_and_bad_uploads_are_not_kept(con, catalog, settings, sample):
+    data = sample.read_bytes()
+    first = cat.register_upload(con, catalog, "My File.parquet", data)
+    second = cat.register_upload(con, catalog, "My File.parquet", data)
+    assert first.source != second.source
+    assert sorted(p.name for p in settings.uploads_dir.iterdir()) == ["My_File.parquet", "My_File_2.parquet"]
+    with pytest.raises(DatasetError, match="is not a Parquet file"):
+        cat.register_upload(con, catalog, "broken.parquet", b"this is text")
+    assert not (settings.uploads_dir / "broken.parquet").exists()
+    with pytest.raises(DatasetError, match="not a Parquet or CSV"):
+        cat.save_upload(settings, "../../etc/evil.sh", b"x")
+
+
+def test_resolve_takes_a_name_or_a_path(con, catalog, sample, root):
+    registered = cat.register(con, catalog, str(sample), name="named")
+    assert cat.resolve(con, catalog, "named") == registered
+    assert cat.resolve(con, catalog, str(sample)) == registered  # same file: the registered entry
+    other = write_parquet(root / "adhoc.parquet", sample_table(4))
+    adhoc = cat.resolve(con, catalog, str(other))
+    assert adhoc.name == "adhoc" and "adhoc" not in catalog.names()  # on the fly, not saved
+    assert con.execute('SELECT count(*) FROM "adhoc"').fetchone()[0] == 4
+
+
+def test_discover_lists_files_and_partitioned_folders(settings, root, sample):
+    write_parquet(root / "sales" / "year=2024" / "a.parquet", sample_table(2))
+    write_parquet(root / "workspace" / "datasets" / "internal.parquet", sample_table(2))
+    (root / "notes.txt").write_text("hi")
+    found = cat.discover(settings)
+    assert str(sample) in found and str(root / "sales") in found
+    assert not any("workspace" in f or f.endswith(".txt") for f in found)
+
+
+def test_data_roots_setting_accepts_several_roots(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_parquet(b / "t.parquet", sample_table(3))
+    a.mkdir()
+    monkeypatch.setenv("QUARRY_DATA_ROOTS", os.pathsep.join([str(a), str(b)]))
+    monkeypatch.setenv("QUARRY_WORKSPACE", str(tmp_path / "ws"))
+    from core.settings import load_settings
+
+    s = load_settings()
+    con = engine.connect(s)
+    d = cat.register(con, cat.Catalog(s), "t.parquet")
+    assert d.source == str(b / "t.parquet")

@@ -1,0 +1,152 @@
+"""User SQL: only one SELECT runs; every refusal is clear; nothing outside the data roots is read."""
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from core import catalog as cat
+from core import sandbox
+from core.errors import DatasetError, QueryError, QueryRefused, QueryTimeout
+from tests.conftest import sample_table, write_parquet
+
+
+@pytest.fixture
+def registered(con, catalog, sample):
+    return cat.register(con, catalog, str(sample), name="t")
+
+
+def _still_intact(con):
+    assert con.execute('SELECT count(*) FROM "t"').fetchone()[0] == 1000
+
+
+@pytest.mark.parametrize(("sql", "words"), [
+    ("DROP VIEW t", "DROP statements are not allowed here: this one drops objects"),
+    ("CREATE TABLE x AS SELECT 1", "CREATE statements are not allowed here"),
+    ("INSERT INTO t SELECT * FROM t", "INSERT statements are not allowed here: this one writes data"),
+    ("DELETE FROM t", "DELETE statements are not allowed here"),
+    ("UPDATE t SET id = 0", "UPDATE statements are not allowed here"),
+    ("ATTACH 'other.db'", "ATTACH statements are not allowed here"),
+    ("INSTALL httpfs", "INSTALL statements are not allowed here"),
+    ("LOAD httpfs", "LOAD statements are not allowed here"),
+    ("SET threads = 1", "SET statements are not allowed here"),
+    ("PRAGMA database_list", "PRAGMA statements are not allowed here"),
+    ("COPY t TO 'out.csv'", "COPY statements are not allowed here"),
+    ("EXPORT DATABASE 'dump'", "EXPORT statements are not allowed here"),
+    ("CALL pragma_version()", "CALL statements are not allowed here"),
+    ("SELECT 1; DROP VIEW t", "Only one statement can run at a time; this text has 2"),
+    ("SELECT 1; SELECT 2;", "Only one statement can run at a time"),
+])
+def test_refused_statements(con, settings, registered, sql, words):
+    with pytest.raises(QueryRefused) as exc:
+        sandbox.run_query(con, sql, settings)
+    assert words in exc.value.message
+    assert "SELECT" in exc.value.hint or "statements" in exc.value.hint
+    _still_intact(con)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM read_parquet('{outside}')",
+    "SELECT * FROM t WHERE id IN (SELECT 1 FROM read_blob('/etc/passwd'))",
+])
+def test_files_outside_the_roots_cannot_be_read(con, settings, registered, tmp_path, sql):
+    outside = write_parquet(tmp_path / "outside.parquet", sample_table(3))
+    with pytest.raises(QueryRefused, match="outside the data roots"):
+        sandbox.run_query(con, sql.format(outside=outside), settings)
+
+
+def test_files_inside_the_roots_can_be_read(con, settings, root, registered):
+    pacsv.write_csv(pa.table({"x": [1, 2]}), root / "inside.csv")
+    page = sandbox.run_query(con, f"SELECT sum(x) AS s FROM read_csv('{root / 'inside.csv'}')", settings)
+    assert page.table.to_pylist() == [{"s": 3}]
+
+
+@pytest.mark.parametrize(("sql", "error", "words"), [
+    ("", QueryError, "There is no SQL to run"),
+    ("-- just a comment", QueryError, "only comments"),
+    ("SELEC 1", QueryError, "is not valid SQL"),
+    ("SELECT nope FROM t", QueryError, 'Referenced column "nope" not found'),
+    ("SELECT * FROM missing_table", QueryError, "missing_table"),
+])
+def test_bad_sql_is_explained(con, settings, registered, sql, error, words):
+    with pytest.raises(error, match=words):
+        sandbox.run_query(con, sql, settings)
+
+
+def test_time_limit_stops_the_query(con, settings, registered):
+    quick = dataclasses.replace(settings, sql_time_limit_s=0.3)
+    with pytest.raises(QueryTimeout, match="QUARRY_SQL_TIME_LIMIT_S"):
+        sandbox.run_query(con, "SELECT count(*) FROM range(1000000000000)", quick)
+    _still_intact(con)
+
+
+def test_pages_and_totals(con, settings, registered):
+    sql = "SELECT id, \"select\" FROM t WHERE id % 3 = 0 ORDER BY id DESC -- trailing comment"
+    page = sandbox.run_query(con, sql, settings, offset=100, limit=50)
+    expected = [i for i in range(999, -1, -1) if i % 3 == 0]
+    assert page.total_rows == len(expected) == 334
+    assert page.table.column("id").to_pylist() == expected[100:150]
+    assert page.caption() == "Rows 101–150 of 334"
+
+
+def test_from_first_and_cte_are_selects(con, settings, registered):
+    assert sandbox.run_query(con, "FROM t SELECT count(*) AS n", settings).table.to_pylist() == [{"n": 1000}]
+    cte = "WITH x AS (SELECT id FROM t WHERE id < 10) SELECT count(*) AS n FROM x;"
+    assert sandbox.run_query(con, cte, settings).table.to_pylist() == [{"n": 10}]
+
+
+def test_export_csv_and_parquet(con, settings, registered):
+    data, rows = sandbox.export_query(con, "SELECT id, country FROM t ORDER BY id", settings, "csv")
+    back = pacsv.read_csv(pa.BufferReader(data))
+    assert rows == 1000 and back.column("id").to_pylist() == list(range(1000))
+    data, _ = sandbox.export_query(con, "SELECT * FROM t", settings, "parquet")
+    assert pq.read_table(pa.BufferReader(data)).num_rows == 1000
+    capped = dataclasses.replace(settings, download_max_rows=999)
+    with pytest.raises(QueryError, match="more than 999 rows"):
+        sandbox.export_query(con, "SELECT * FROM t", capped, "csv")
+
+
+def test_write_query_streams_to_parquet(con, settings, registered, tmp_path):
+    out = tmp_path / "elsewhere" / "result.parquet"
+    out.parent.mkdir()
+    assert sandbox.write_query(con, "SELECT * FROM t WHERE id < 500", settings, out) == 500
+    assert pq.read_table(out).num_rows == 500
+    with pytest.raises(QueryError, match="must end in .parquet"):
+        sandbox.write_query(con, "SELECT 1", settings, tmp_path / "x.csv")
+    with pytest.raises(QueryError, match="does not exist"):
+        sandbox.write_query(con, "SELECT 1", settings, tmp_path / "nope" / "x.parquet")
+
+
+def test_failed_write_leaves_nothing(con, settings, registered, tmp_path):
+    quick = dataclasses.replace(settings, sql_time_limit_s=0.3)
+    out = tmp_path / "r.parquet"
+    with pytest.raises(QueryTimeout):
+        sandbox.write_query(con, "SELECT i FROM range(1000000000000) t(i) ORDER BY i DESC", quick, out)
+    assert list(tmp_path.glob("*r.parquet*")) == []
+
+
+def test_save_as_dataset(con, catalog, settings, registered):
+    d = sandbox.save_as_dataset(con, catalog, "SELECT country, count(*) AS n FROM t GROUP BY 1", "by_country")
+    assert d.source == str(settings.datasets_dir / "by_country.parquet")
+    assert "by_country" in catalog.names()
+    got = dict(con.execute('SELECT country, n FROM "by_country"').fetchall())
+    assert sum(got.values()) == 1000 and set(got) == {"US", "DE", "FR", "日本", None}
+    with pytest.raises(QueryError, match="already exists"):
+        sandbox.save_as_dataset(con, catalog, "SELECT 1", "by_country")
+    with pytest.raises(DatasetError, match="cannot be a dataset name"):
+        sandbox.save_as_dataset(con, catalog, "SELECT 1", "bad name")
+
+
+def test_failed_save_leaves_no_half_written_dataset(con, catalog, settings, registered):
+    quick = dataclasses.replace(settings, sql_time_limit_s=0.3)
+    quick_catalog = cat.Catalog(quick)
+    with pytest.raises(QueryTimeout):
+        sandbox.save_as_dataset(con, quick_catalog, "SELECT i FROM range(1000000000000) t(i)", "huge")
+    assert "huge" not in catalog.names()
+    assert sorted(p.name for p in settings.datasets_dir.iterdir()) == []
