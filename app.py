@@ -14,4 +14,5 @@ nav = st.navigation([
     st.Page("pages/sql.py", title="SQL", icon=":material/terminal:"),
 ])
 ui.sidebar_dataset_picker()
-nav.run()
+with ui.routed():
+    nav.run()

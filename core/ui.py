@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hmac
 import os
+import runpy
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,9 +18,32 @@ import streamlit as st
 from core import catalog as cat
 from core import engine, sandbox
 from core.errors import QuarryError
-from core.settings import Settings, load_settings
+from core.settings import REPO_ROOT, Settings, load_settings
 
 DATASET_KEY = "dataset"
+_router = threading.local()
+
+
+@contextmanager
+def routed() -> Iterator[None]:
+    """Mark the page run by app.py's router (see page_guard)."""
+    _router.active = True
+    try:
+        yield
+    finally:
+        _router.active = False
+
+
+def page_guard() -> None:
+    """Make sure a page runs inside app.py's router.
+
+    On a fresh server, Streamlit runs a deep link such as /data straight from the pages/ folder
+    (its legacy multipage mode) until some session has called st.navigation; that would skip the
+    router, the sidebar and the password gate. Such a run executes the router instead.
+    """
+    if not getattr(_router, "active", False):
+        runpy.run_path(str(REPO_ROOT / "app.py"), run_name="__main__")
+        st.stop()
 
 
 def show_error(exc: QuarryError) -> None:

@@ -6,6 +6,8 @@ from core import ui
 from core.errors import QuarryError
 from core.fmt import human_bytes, human_seconds
 
+ui.page_guard()
+
 st.title("Data")
 ws = ui.workspace()
 
@@ -79,14 +81,14 @@ preview_tab, schema_tab, manage_tab = st.tabs(["Preview", "Schema", "Manage"])
 column_names = [c.name for c in info.columns]
 
 with preview_tab:
-    a, b, c, d = st.columns([3, 3, 2, 1])
+    a, b = st.columns(2)
     shown = a.multiselect("Columns", column_names, key="data_columns", placeholder="all columns")
-    where = b.text_input("Filter", key="data_where", placeholder="e.g. dep_delay > 60 AND origin = 'JFK'",
+    where = b.text_input("Filter", key="data_where", placeholder="a SQL condition, e.g. amount > 100 AND country = 'US'",
                          help="A SQL condition over the columns, run in DuckDB over the whole dataset.")
+    c, d, e, f = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     order_by = c.selectbox("Sort by", [None, *column_names], key="data_sort",
                            format_func=lambda v: "(file order)" if v is None else v)
     descending = d.toggle("Descending", key="data_desc", disabled=order_by is None)
-    e, f, _ = st.columns([1, 1, 4])
     page_size = e.selectbox("Rows per page", [25, 50, 100, 250, 1000], index=1, key="data_page_size")
     page_no = f.number_input("Page", min_value=1, value=1, step=1, key="data_page")
     try:

@@ -4,6 +4,8 @@ import streamlit as st
 from core import ui
 from core.fmt import human_bytes
 
+ui.page_guard()
+
 st.title("Quarry")
 st.markdown("Machine learning on tabular data too big for pandas: **DuckDB does the heavy lifting out of "
             "core**, and this page only ever receives aggregates, samples and single pages of rows.")

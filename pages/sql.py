@@ -5,6 +5,8 @@ from core import sandbox, ui
 from core.errors import QuarryError
 from core.fmt import human_seconds
 
+ui.page_guard()
+
 st.title("SQL")
 ws = ui.workspace()
 names = ws.catalog.names()
