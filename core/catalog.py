@@ -432,6 +432,7 @@ def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -139,6 +139,7 @@ def write_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, ou
 
     try:
         rows = with_time_limit(con, settings.sql_time_limit_s, "The query", run)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -50,6 +50,7 @@ def atomic_path(out: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a data file is readable like any other
         os.replace(tmp, out)
     except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
         tmp.unlink(missing_ok=True)
