@@ -389,7 +389,7 @@ def describe(con: duckdb.DuckDBPyConnection, dataset: Dataset, settings: Setting
     try:
         table = quote_ident(dataset.name)
         cols = tuple(Column(n, t) for n, t, *_ in cur.execute(f"DESCRIBE {table}").fetchall())
-        rows = int(cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        rows = int(cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
     except duckdb.Error as exc:
         raise translate(exc, f"Reading dataset {dataset.name!r}") from None
     finally:

@@ -154,15 +154,14 @@ def check_page_args(offset: int, limit: int) -> None:
                          "Pick a smaller page size.")
 
 
-def fetch_page(rel: duckdb.DuckDBPyRelation, offset: int, limit: int, count: bool = True) -> tuple[pa.Table, int]:
-    """One page of a relation and (optionally) the relation's total row count."""
-    total = int(rel.aggregate("count(*)").fetchall()[0][0]) if count else -1
-    return rel.limit(limit, offset).to_arrow_table(), total
+def count_rows(rel: duckdb.DuckDBPyRelation) -> int:
+    """Rows of a relation (one aggregate query; never an ORDER BY under it, see callers)."""
+    return int(rel.aggregate("count(*)").fetchall()[0][0])
 
 
 def preview(con: duckdb.DuckDBPyConnection, table: str, *, columns: Sequence[str] | None = None,
             where: str = "", order_by: str | None = None, descending: bool = False,
-            offset: int = 0, limit: int = 50, time_limit_s: float = 30.0) -> Page:
+            offset: int = 0, limit: int = 50, total: int | None = None, time_limit_s: float = 30.0) -> Page:
     """A page of a dataset's rows, with the filter, sort and projection pushed down to DuckDB.
 
     Parameters
@@ -177,6 +176,9 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, *, columns: Sequence[str
         Sort column (nulls last) and direction.
     offset, limit
         The page: ``limit`` rows starting at row ``offset`` (0-based) of the filtered, sorted rows.
+    total
+        The number of rows matching ``where`` when the caller already knows it (it does not depend
+        on the sort or the page); counted here otherwise.
     """
     check_page_args(offset, limit)
     started = time.perf_counter()
@@ -185,12 +187,22 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, *, columns: Sequence[str
         rel = cur.table(quote_ident(table))
         if where.strip():
             rel = rel.filter(where)
+        # Count before sorting: DuckDB keeps an ORDER BY under an aggregate, a full sort for nothing.
+        n = count_rows(rel) if total is None else total
         if order_by:
             rel = rel.order(f"{quote_ident(order_by)} {'DESC' if descending else 'ASC'} NULLS LAST")
         if columns:
             rel = rel.select(*(quote_ident(c) for c in columns))
-        return fetch_page(rel, offset, limit)
+        return rel.limit(limit, offset).to_arrow_table(), n
 
-    rows, total = with_time_limit(con, time_limit_s, "The filter" if where.strip() else "The preview", run)
-    return Page(rows, total, offset, limit, time.perf_counter() - started)
+    rows, n = with_time_limit(con, time_limit_s, "The filter" if where.strip() else "The preview", run)
+    return Page(rows, n, offset, limit, time.perf_counter() - started)
 
+
+def count_rows_where(con: duckdb.DuckDBPyConnection, table: str, where: str = "", time_limit_s: float = 30.0) -> int:
+    """Rows of a dataset matching a filter expression (all rows when it is empty)."""
+    def run(cur: duckdb.DuckDBPyConnection) -> int:
+        rel = cur.table(quote_ident(table))
+        return count_rows(rel.filter(where) if where.strip() else rel)
+
+    return with_time_limit(con, time_limit_s, "The filter" if where.strip() else "Counting rows", run)

@@ -7,6 +7,7 @@ but a single SELECT, so each refusal gets a message that says why, before anythi
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 import time
@@ -19,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from core.catalog import Catalog, Dataset, check_name, register, sync_views
-from core.engine import Page, check_page_args, fetch_page, translate, with_time_limit
+from core.engine import Page, check_page_args, count_rows, translate, with_time_limit
 from core.errors import QueryError, QueryRefused
 from core.settings import Settings
 
@@ -35,6 +36,11 @@ REFUSALS: dict[object, str] = {
     ST.TRANSACTION: "controls transactions", ST.VACUUM: "vacuums", ST.PREPARE: "prepares statements",
     ST.EXECUTE: "executes prepared statements", ST.ANALYZE: "analyzes tables",
 }
+
+
+def example_query(table: str) -> str:
+    """The query the SQL page starts with (dataset names are plain identifiers, see catalog.NAME_RE)."""
+    return f"SELECT *\nFROM {table}\nLIMIT 1000"
 
 
 def check_select(sql: str) -> str:
@@ -81,9 +87,32 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, *, o
     query = check_select(sql)
     check_page_args(offset, limit)
     started = time.perf_counter()
-    table, total = with_time_limit(con, settings.sql_time_limit_s, "The query",
-                                   lambda cur: fetch_page(cur.sql(query), offset, limit))
+
+    def run(cur: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int]:
+        page = cur.sql(query).limit(limit, offset).to_arrow_table()
+        return page, count_rows(cur.sql(without_order_by(cur, query)))
+
+    table, total = with_time_limit(con, settings.sql_time_limit_s, "The query", run)
     return QueryPage(table, total, offset, limit, time.perf_counter() - started, query)
+
+
+def without_order_by(cur: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The query without its outermost ORDER BY, for counting its rows.
+
+    The row count does not depend on the order (a LIMIT/OFFSET is kept), and DuckDB would
+    otherwise sort the whole result just to count it. The edit is made on DuckDB's own parse
+    tree (json_serialize_sql), never on the text; anything unexpected keeps the query as it is.
+    """
+    try:
+        tree = json.loads(cur.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
+        node = tree["statements"][0]["node"]
+        kept = [m for m in node["modifiers"] if m["type"] != "ORDER_MODIFIER"]
+        if tree.get("error") or len(kept) == len(node["modifiers"]):
+            return query
+        node["modifiers"] = kept
+        return cur.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchall()[0][0]
+    except (duckdb.Error, KeyError, IndexError, TypeError, ValueError):
+        return query
 
 
 def _reader(cur: duckdb.DuckDBPyConnection, query: str, batch_rows: int = 100_000) -> pa.RecordBatchReader:

@@ -164,11 +164,19 @@ def describe(name: str, version: tuple) -> cat.DatasetInfo:
 
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=256)
+def row_count(name: str, where: str, version: tuple) -> int:
+    """Rows matching a filter: counted once per filter, whatever the sort or the page."""
+    ws = workspace()
+    return engine.count_rows_where(ws.con, name, where, ws.settings.sql_time_limit_s)
+
+
+@st.cache_data(show_spinner=False, ttl=600, max_entries=256)
 def preview(name: str, columns: tuple[str, ...], where: str, order_by: str | None, descending: bool,
             offset: int, limit: int, version: tuple) -> engine.Page:
     ws = workspace()
     return engine.preview(ws.con, name, columns=columns, where=where, order_by=order_by, descending=descending,
-                          offset=offset, limit=limit, time_limit_s=ws.settings.sql_time_limit_s)
+                          offset=offset, limit=limit, total=row_count(name, where, version),
+                          time_limit_s=ws.settings.sql_time_limit_s)
 
 
 def export(sql: str, fmt: str) -> bytes:

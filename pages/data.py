@@ -83,7 +83,8 @@ column_names = [c.name for c in info.columns]
 with preview_tab:
     a, b = st.columns(2)
     shown = a.multiselect("Columns", column_names, key="data_columns", placeholder="all columns")
-    where = b.text_input("Filter", key="data_where", placeholder="a SQL condition, e.g. amount > 100 AND country = 'US'",
+    where = b.text_input("Filter", key="data_where",
+                         placeholder="a SQL condition, e.g. amount > 100 AND country = 'US'",
                          help="A SQL condition over the columns, run in DuckDB over the whole dataset.")
     c, d, e, f = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     order_by = c.selectbox("Sort by", [None, *column_names], key="data_sort",

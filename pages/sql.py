@@ -26,7 +26,7 @@ with st.expander("Tables", icon=":material/table:"):
         st.markdown(f"**{n}** — " + ", ".join(f"`{c.name}` {c.type.lower()}" for c in cols[:40])
                     + (" …" if len(cols) > 40 else ""))
 
-sql = st.text_area("Query", value=f"SELECT *\nFROM {active}\nLIMIT 1000", height=160, key="sql_query",
+sql = st.text_area("Query", value=sandbox.example_query(active), height=160, key="sql_query",
                    help="One SELECT statement. Writes, ATTACH, INSTALL/LOAD, SET, PRAGMA and COPY are refused; "
                         f"queries stop after {ws.settings.sql_time_limit_s:g} s.")
 if st.button("Run", key="sql_run", type="primary", icon=":material/play_arrow:"):
