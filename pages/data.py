@@ -22,7 +22,12 @@ def registered(dataset: cat.Dataset, how: str) -> None:
     st.rerun()
 
 
-with st.expander("Register a dataset", expanded=not ws.catalog.names(), icon=":material/add:"):
+# With no dataset yet the form is simply open; afterwards it folds away. (An expander whose
+# `expanded` flips between runs can be left half open by the browser.)
+first_time = not ws.catalog.names()
+with st.container(border=True) if first_time else st.expander("Register a dataset", icon=":material/add:"):
+    if first_time:
+        st.markdown("**Register a dataset**")
     roots = ", ".join(str(r) for r in ws.settings.data_roots)
     by_path, by_browse, by_upload = st.tabs(["Path", "Browse the data roots", "Upload a small file"])
     with by_path:
