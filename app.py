@@ -1,18 +1,23 @@
-"""Quarry: the router. Page list, sidebar dataset picker, auth gate; no logic."""
+"""Quarry: the router. Page list, sidebar dataset picker, password gate; no logic."""
 import streamlit as st
 
 from core import ui
 
 st.set_page_config(page_title="Quarry", page_icon=":material/landscape:", layout="wide")
 
-if not ui.auth_gate() or not ui.settings_ok():
-    st.stop()
-
-nav = st.navigation([
+pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
     st.Page("pages/sql.py", title="SQL", icon=":material/terminal:"),
-])
+]
+if not ui.signed_in():
+    st.navigation(pages, position="hidden")  # no page links before sign-in; the URL's page opens after it
+    ui.password_form()
+    st.stop()
+
+nav = st.navigation(pages)
+if not ui.settings_ok():
+    st.stop()
 ui.sidebar_dataset_picker()
 with ui.routed():
     nav.run()

@@ -137,11 +137,14 @@ def sidebar_dataset_picker() -> None:
             st.query_params[DATASET_KEY] = picked
 
 
-def auth_gate() -> bool:
-    """When QUARRY_PASSWORD is set, ask for it once per session; without it, the app is open."""
+def signed_in() -> bool:
+    """True when no password is set (QUARRY_PASSWORD) or this browser session has given it."""
+    return not os.environ.get("QUARRY_PASSWORD", "") or bool(st.session_state.get("auth_ok"))
+
+
+def password_form() -> None:
+    """Ask for QUARRY_PASSWORD; on success, rerun into the page that was asked for."""
     password = os.environ.get("QUARRY_PASSWORD", "")
-    if not password or st.session_state.get("auth_ok"):
-        return True
     st.title("Quarry")
     typed = st.text_input("Password", type="password", key="auth_password")
     if typed and hmac.compare_digest(typed.encode(), password.encode()):
@@ -150,7 +153,6 @@ def auth_gate() -> bool:
     if typed:
         st.error("Wrong password.")
     st.caption("This Quarry server asks for a password (set by QUARRY_PASSWORD).")
-    return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -103,7 +103,8 @@ with preview_tab:
     except QuarryError as exc:
         ui.show_error(exc)
     else:
-        st.dataframe(page.table, hide_index=True, width="stretch", height=min(38 + 35 * page_size, 640))
+        st.dataframe(page.table, hide_index=True, width="stretch",
+                     height=min(38 + 35 * max(page.table.num_rows, 1), 640))
         st.caption(f"{page.caption()} · page {page_no:,} of {page.page_count:,} · "
                    f"{human_seconds(page.seconds)} in DuckDB")
         if page_no > page.page_count and page.total_rows:

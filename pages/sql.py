@@ -47,7 +47,7 @@ except QuarryError as exc:
     ui.show_error(exc)
     st.stop()
 
-st.dataframe(page.table, hide_index=True, width="stretch", height=min(38 + 35 * page_size, 640))
+st.dataframe(page.table, hide_index=True, width="stretch", height=min(38 + 35 * max(page.table.num_rows, 1), 640))
 st.caption(f"{page.caption()} · page {page_no:,} of {page.page_count:,} · {human_seconds(page.seconds)} in DuckDB")
 
 left, right = st.columns(2)
