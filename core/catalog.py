@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -356,7 +356,11 @@ def register(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str, name: 
 
 
 def sync_views(con: duckdb.DuckDBPyConnection, datasets: list[Dataset], drop_others: bool = True) -> None:
-    """Make DuckDB's views match the catalog (another process may have registered since)."""
+    """Make DuckDB's views match the catalog (another process may have registered since).
+
+    Sessions share one database, so two may bring the same view in step at once; DuckDB then
+    refuses the second write (a transaction conflict), which is fine: the first one did the work.
+    """
     cur = con.cursor()
     try:
         current = {n: sql for n, sql in cur.execute(
@@ -366,15 +370,22 @@ def sync_views(con: duckdb.DuckDBPyConnection, datasets: list[Dataset], drop_oth
             if name not in current or f"read_{d.format}({quote_literal(d.source)}" not in current[name]:
                 try:
                     cur.execute(d.view_sql())
+                except duckdb.TransactionException:
+                    pass
                 except duckdb.Error:
                     # A file that went missing since registration: the view stays absent and
                     # describe() says why; other datasets still work.
-                    cur.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
+                    _drop_view(cur, name)
         if drop_others:
             for name in set(current) - set(wanted):
-                cur.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
+                _drop_view(cur, name)
     finally:
         cur.close()
+
+
+def _drop_view(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    with suppress(duckdb.TransactionException):
+        cur.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
 
 
 def describe(con: duckdb.DuckDBPyConnection, dataset: Dataset, settings: Settings) -> DatasetInfo:

@@ -262,3 +262,28 @@ def test_data_roots_setting_accepts_several_roots(tmp_path, monkeypatch):
     con = engine.connect(s)
     d = cat.register(con, cat.Catalog(s), "t.parquet")
     assert d.source == str(b / "t.parquet")
+
+
+def test_sessions_syncing_views_at_once_do_not_collide(con, catalog, settings, root):
+    """Users share one DuckDB: several sessions may bring the same new views in step together."""
+    import threading
+
+    for i in range(20):
+        write_parquet(root / f"t{i}.parquet", sample_table(i + 1))
+        catalog.add(cat.inspect_source(con, f"t{i}.parquet", settings, f"t{i}"))
+    errors: list[str] = []
+
+    def session() -> None:
+        try:
+            for _ in range(5):
+                cat.sync_views(con, catalog.list())
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever escapes
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=session) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert con.execute('SELECT count(*) FROM "t19"').fetchone()[0] == 20
