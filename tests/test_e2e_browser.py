@@ -377,3 +377,23 @@ def test_deep_link_goes_through_the_router_and_password(page: Page, chromium_pat
         expect(page.get_by_test_id("stSidebarNav").get_by_role("link", name="SQL", exact=True)).to_be_visible()
         settle(page)
         assert_no_exception(page, None)
+
+
+def test_upload_a_small_csv(page: Page, chromium_path: Path, tmp_path: Path) -> None:
+    """The upload tab copies a small file into the uploads folder and registers it."""
+    csv = tmp_path / "small prices.csv"
+    csv.write_text("item,price\napple,1.5\npear,2.25\nfig,3\n")
+    root = tmp_path / "data"
+    root.mkdir()
+    with run_streamlit(root) as (url, _, _):
+        open_page(page, f"{url}/data")
+        page.get_by_role("tab", name="Upload a small file").click()
+        page.locator("input[type='file']").set_input_files(str(csv))
+        button = page.get_by_role("button", name="Register upload")
+        expect(button).to_be_visible()
+        button.click()
+        expect(page.get_by_text("Uploaded 'small_prices'")).to_be_visible()
+        expect(page.get_by_text("Rows 1–3 of 3")).to_be_visible()
+        settle(page)
+        assert_no_exception(page, None)
+    assert (root / "uploads" / "small_prices.csv").read_text() == csv.read_text()  # a copy; the original stays
