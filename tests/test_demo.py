@@ -312,3 +312,10 @@ def test_demo_result_is_frozen() -> None:
     result = demo.DemoResult(path=Path("x.parquet"), rows=1, columns=2, bytes=3, seconds=0.5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.rows = 5  # type: ignore[misc]
+
+
+def test_transactions_row_groups_are_small_enough_to_scan_in_parallel(tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    demo.write_transactions(out, rows=300_000, chunk_rows=300_000)
+    meta = pq.read_metadata(out)
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [131_072, 131_072, 37_856]
