@@ -8,6 +8,7 @@ st.set_page_config(page_title="Quarry", page_icon=":material/landscape:", layout
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
+    st.Page("pages/profile.py", title="Profile", icon=":material/query_stats:"),
     st.Page("pages/sql.py", title="SQL", icon=":material/terminal:"),
 ]
 if not ui.signed_in():

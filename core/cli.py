@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from core import catalog as cat
-from core import demo, engine, sandbox
+from core import demo, engine, profile, sandbox
 from core.errors import QuarryError
 from core.fmt import human_bytes
 from core.settings import Settings, load_settings
@@ -209,6 +209,20 @@ def cmd_sql(args: argparse.Namespace) -> None:
     _print_page(sandbox.run_query(ctx.con, args.query, ctx.settings, limit=args.limit), args.json)
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
+    p = profile.profile_table(ctx.con, d.name, exact=args.exact)
+    if args.json:
+        emit_json(p.to_json())
+        return
+    print(f"{d.name}: {p.rows:,} rows x {len(p.columns)} columns, {p.missing_cells:,} missing cells, "
+          f"{p.duplicate_rows:,} duplicate rows ({p.seconds:.1f} s)")
+    for note in p.notes:
+        print(f"Note: {note}")
+    print_table(pa.table(profile.summary_rows(p)))
+
+
 def _print_info(info: cat.DatasetInfo, as_json: bool, verb: str = "") -> None:
     if as_json:
         emit_json(info.to_json())
@@ -278,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--page-size", type=int, default=20, help="rows per page (at most 1000)")
     rm = command(dsub, "remove", "forget a dataset (its files are not touched)", cmd_datasets_remove)
     rm.add_argument("name")
+
+    pr = command(top, "profile", "column statistics, distributions and top values over the full data", cmd_profile)
+    pr.add_argument("dataset", help="registered name or path")
+    pr.add_argument("--exact", action="store_true", help="exact distinct counts, quantiles and duplicates (slower)")
 
     q = command(top, "sql", "run one SELECT over registered datasets (their names are table names)", cmd_sql)
     q.add_argument("query")

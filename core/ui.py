@@ -17,6 +17,7 @@ import streamlit as st
 
 from core import catalog as cat
 from core import engine, sandbox
+from core import profile as prof
 from core.errors import QuarryError
 from core.settings import REPO_ROOT, Settings, load_settings
 
@@ -179,6 +180,13 @@ def preview(name: str, columns: tuple[str, ...], where: str, order_by: str | Non
     return engine.preview(ws.con, name, columns=columns, where=where, order_by=order_by, descending=descending,
                           offset=offset, limit=limit, total=row_count(name, where, version),
                           time_limit_s=ws.settings.sql_time_limit_s)
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
+def profile(name: str, exact: bool, version: tuple) -> prof.Profile:
+    """A dataset's profile, computed once per dataset, mode and catalog version."""
+    ws = workspace()
+    return prof.profile_table(ws.con, name, exact=exact)
 
 
 def export(sql: str, fmt: str) -> bytes:

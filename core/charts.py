@@ -1,0 +1,81 @@
+"""Plotly figures built from core results: pure functions of aggregates, never of raw rows."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from core.profile import ColumnProfile, Profile
+
+ACCENT = "#2F6F73"
+MUTED = "#B8C4C8"
+LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), height=320,
+              font=dict(size=13), bargap=0.05)
+
+
+def _fig(title: str, x_title: str, y_title: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)), xaxis_title=x_title, yaxis_title=y_title,
+                      **LAYOUT)
+    return fig
+
+
+def histogram(col: ColumnProfile) -> go.Figure | None:
+    """Bins between the robust bounds; values outside them are named in the title."""
+    h = col.histogram
+    if h is None or not h.counts:
+        return None
+    centers = [(a + b) / 2 for a, b in zip(h.edges[:-1], h.edges[1:], strict=True)]
+    widths = [b - a for a, b in zip(h.edges[:-1], h.edges[1:], strict=True)]
+    outside = []
+    if h.below:
+        outside.append(f"{h.below:,} below {h.edges[0]:,.4g}")
+    if h.above:
+        outside.append(f"{h.above:,} above {h.edges[-1]:,.4g}")
+    title = f"Distribution of {col.name}" + (f" ({' · '.join(outside)} not shown)" if outside else "")
+    fig = _fig(title, col.name, "rows")
+    fig.add_bar(x=centers, y=list(h.counts), width=widths, marker_color=ACCENT,
+                hovertemplate="%{x:,.4g}: %{y:,} rows<extra></extra>")
+    return fig
+
+
+def top_values(col: ColumnProfile) -> go.Figure | None:
+    """The most frequent values as horizontal bars, with 'other' for the rest."""
+    if not col.top:
+        return None
+    labels = [("(empty)" if v == "" else str(v)) for v, _ in col.top]
+    counts = [n for _, n in col.top]
+    colors = [ACCENT] * len(labels)
+    if col.other:
+        labels.append("(other values)")
+        counts.append(col.other)
+        colors.append(MUTED)
+    fig = _fig(f"Most frequent values of {col.name}", "rows", "")
+    fig.add_bar(x=counts[::-1], y=labels[::-1], orientation="h", marker_color=colors[::-1],
+                hovertemplate="%{y}: %{x:,} rows<extra></extra>")
+    fig.update_layout(height=max(220, 28 * len(labels) + 80))
+    fig.update_yaxes(type="category")
+    return fig
+
+
+def over_time(col: ColumnProfile) -> go.Figure | None:
+    """Rows per day/week/month/year."""
+    t = col.over_time
+    if t is None or not t.counts:
+        return None
+    fig = _fig(f"Rows per {t.unit} of {col.name}", t.unit, "rows")
+    fig.add_bar(x=list(t.periods), y=list(t.counts), marker_color=ACCENT,
+                hovertemplate="%{x}: %{y:,} rows<extra></extra>")
+    return fig
+
+
+def missing(p: Profile, limit: int = 30) -> go.Figure | None:
+    """Missing values per column (the `limit` worst), as a share of rows."""
+    cols = sorted((c for c in p.columns if c.missing), key=lambda c: -c.missing)[:limit]
+    if not cols:
+        return None
+    fig = _fig(f"Missing values ({len(cols)} column{'s' if len(cols) > 1 else ''} with any)", "% of rows", "")
+    fig.add_bar(x=[c.missing_pct for c in cols][::-1], y=[c.name for c in cols][::-1], orientation="h",
+                marker_color=ACCENT, customdata=[c.missing for c in cols][::-1],
+                hovertemplate="%{y}: %{x:.1f}% (%{customdata:,} rows)<extra></extra>")
+    fig.update_layout(height=max(220, 24 * len(cols) + 90))
+    fig.update_yaxes(type="category")
+    return fig

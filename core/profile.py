@@ -1,0 +1,388 @@
+"""Column profiles computed in DuckDB over the full data, in two scans whatever the column count.
+
+Scan 1 takes every column's counts, extremes, moments, quantiles, distinct count and top-value
+candidates in one aggregate query. Scan 2 takes the histograms (numeric bins between robust
+bounds, with outliers counted apart; time buckets) and the exact counts of the top values.
+Only aggregates reach Python. Distinct counts and quantiles are approximate (HyperLogLog,
+t-digest) unless ``exact=True``; the result says which.
+
+Numeric statistics (min, max, mean, std, quantiles, histogram) are over finite values: NaN and
+±Inf are counted apart, as they would otherwise swallow the mean and the bounds.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+
+import duckdb
+
+from core.engine import quote_ident, translate
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+# Up to this many rows, duplicate rows are counted exactly (distinct 64-bit row hashes); above it,
+# estimated with HyperLogLog, whose ~2 % error is reported as "none found" when it is within it.
+DUPLICATES_HASH_MAX_ROWS = 20_000_000
+HLL_RELATIVE_ERROR = 0.05
+# Columns per aggregate query: DuckDB's memory for one query grows with its number of aggregates
+# (240 histograms over 3 rows exhausted 1 GB), and Parquet reads only the batch's columns anyway.
+BATCH_COLUMNS = 32
+TOP_K = 10
+BINS = 30
+
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "UHUGEINT"}
+FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+TEMPORAL_PREFIXES = ("DATE", "TIMESTAMP")
+
+
+def column_kind(duck_type: str) -> str:
+    """'integer', 'float', 'decimal', 'string', 'boolean', 'temporal' or 'other' for a DuckDB type."""
+    t = duck_type.upper()
+    if t in INTEGER_TYPES:
+        return "integer"
+    if t in FLOAT_TYPES:
+        return "float"
+    if t.startswith("DECIMAL"):
+        return "decimal"
+    if t == "VARCHAR":
+        return "string"
+    if t == "BOOLEAN":
+        return "boolean"
+    if t.startswith(TEMPORAL_PREFIXES):
+        return "temporal"
+    return "other"
+
+
+NUMERIC = ("integer", "float", "decimal")
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts per bin between `edges` (len(counts) + 1 edges); values outside are counted apart."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+    below: int = 0
+    above: int = 0
+
+
+@dataclass(frozen=True)
+class TimeCounts:
+    """Rows per period (`unit`: day, week, month or year) between the column's min and max."""
+
+    unit: str
+    periods: tuple[str, ...]
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """One column's statistics; fields that do not apply to its kind are None."""
+
+    name: str
+    type: str
+    kind: str
+    count: int
+    missing: int
+    missing_pct: float
+    distinct: int | None
+    min: object = None
+    max: object = None
+    mean: float | None = None
+    std: float | None = None
+    quantiles: dict[str, float] | None = None
+    zeros: int | None = None
+    negatives: int | None = None
+    nan: int | None = None
+    pos_inf: int | None = None
+    neg_inf: int | None = None
+    empty: int | None = None
+    length_min: int | None = None
+    length_mean: float | None = None
+    length_max: int | None = None
+    top: tuple[tuple[object, int], ...] = ()
+    other: int = 0
+    histogram: Histogram | None = None
+    over_time: TimeCounts | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A dataset's profile: totals, then one ColumnProfile per column."""
+
+    table: str
+    rows: int
+    columns: tuple[ColumnProfile, ...]
+    missing_cells: int
+    duplicate_rows: int
+    exact: bool
+    seconds: float
+    sample_rows: int | None = None  # None: every figure comes from the full data
+    notes: tuple[str, ...] = field(default=())
+
+    def column(self, name: str) -> ColumnProfile:
+        return next(c for c in self.columns if c.name == name)
+
+    def to_json(self) -> dict:
+        return _plain(asdict(self))
+
+
+def _plain(value: object) -> object:
+    """JSON-ready: dates as ISO text, NaN/Inf as None, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "as_tuple"):  # Decimal
+        return float(value)
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Scan 1: one aggregate query for every column
+
+
+def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, str]]:
+    """(alias, SQL aggregate) pairs for column number i."""
+    q = quote_ident(col)
+    finite = f"isfinite({q})" if kind == "float" else f"{q} IS NOT NULL"
+    out = [(f"c{i}_count", f"count({q})"),
+           (f"c{i}_distinct", f"count(DISTINCT {q})" if exact else f"approx_count_distinct({q})")]
+    if kind in NUMERIC:
+        x = f"{q}::DOUBLE" if kind == "decimal" else q
+        qs = "[" + ", ".join(str(p) for p in QUANTILES) + "]"
+        quant = f"quantile_cont({x}, {qs})" if exact else f"approx_quantile({x}, {qs})"
+        out += [(f"c{i}_min", f"min({x}) FILTER (WHERE {finite})"), (f"c{i}_max", f"max({x}) FILTER (WHERE {finite})"),
+                (f"c{i}_mean", f"avg({x}::DOUBLE) FILTER (WHERE {finite})"),
+                (f"c{i}_std", f"stddev_samp({x}::DOUBLE) FILTER (WHERE {finite})"),
+                (f"c{i}_q", f"{quant} FILTER (WHERE {finite})"),
+                (f"c{i}_zeros", f"count_if({q} = 0)"), (f"c{i}_neg", f"count_if({q} < 0)")]
+        if kind == "float":
+            out += [(f"c{i}_nan", f"count_if(isnan({q}))"), (f"c{i}_pinf", f"count_if({q} = 'inf'::DOUBLE)"),
+                    (f"c{i}_ninf", f"count_if({q} = '-inf'::DOUBLE)")]
+    elif kind == "string":
+        out += [(f"c{i}_empty", f"count_if({q} = '')"), (f"c{i}_lmin", f"min(length({q}))"),
+                (f"c{i}_lmean", f"avg(length({q}))"), (f"c{i}_lmax", f"max(length({q}))"),
+                (f"c{i}_min", f"min({q})"), (f"c{i}_max", f"max({q})")]
+    elif kind in ("boolean", "temporal"):
+        out += [(f"c{i}_min", f"min({q})"), (f"c{i}_max", f"max({q})")]
+    if kind in ("string", "boolean", "integer", "decimal", "temporal"):
+        out.append((f"c{i}_cands", f"approx_top_k({q}, {TOP_K})"))
+    return out
+
+
+def _time_unit(lo: object, hi: object) -> str:
+    days = (hi - lo).days if hasattr(hi - lo, "days") else 0
+    return "day" if days <= 120 else "week" if days <= 3 * 365 else "month" if days <= 30 * 365 else "year"
+
+
+def _bins(lo: float, hi: float, kind: str) -> tuple[float, float, int]:
+    """(lower bound, bin width, number of bins): whole-number bins for narrow integer ranges."""
+    if kind == "integer" and hi - lo + 1 <= BINS:
+        return lo - 0.5, 1.0, int(hi - lo + 1)
+    if hi <= lo:
+        return lo - 0.5, 1.0, 1
+    return lo, (hi - lo) / BINS, BINS
+
+
+def _scan2_exprs(i: int, col: str, kind: str, s1: dict, params: list, plans: dict) -> list[tuple[str, str]]:
+    """Histogram, time-bucket and top-value aggregates for column i, planned from scan 1's results."""
+    q = quote_ident(col)
+    out = []
+    if kind in NUMERIC and s1.get(f"c{i}_min") is not None:
+        qs = s1[f"c{i}_q"] or []
+        lo, hi = (float(qs[0]), float(qs[-1])) if qs else (float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"]))
+        if hi <= lo:
+            lo, hi = float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"])
+        start, width, n = _bins(lo, hi, kind)
+        x = f"{q}::DOUBLE"
+        bucket = (f"CASE WHEN {x} < {lo!r} THEN -1 WHEN {x} > {hi!r} THEN {n} "
+                  f"ELSE least(floor(({x} - {start!r}) / {width!r})::INTEGER, {n - 1}) END")
+        out.append((f"c{i}_hist", f"histogram({bucket}) FILTER (WHERE isfinite({x}))"))
+        plans[i] = (start, width, n)
+    if kind == "temporal" and s1.get(f"c{i}_min") is not None:
+        unit = _time_unit(s1[f"c{i}_min"], s1[f"c{i}_max"])
+        out.append((f"c{i}_time", f"histogram(date_trunc('{unit}', {q})::DATE)"))
+        plans[i] = unit
+    cands = s1.get(f"c{i}_cands")
+    if cands:
+        params.append(list(cands))
+        out.append((f"c{i}_top", f"histogram({q}) FILTER (WHERE list_contains(${len(params)}, {q}))"))
+    return out
+
+
+def _aggregate(cur: duckdb.DuckDBPyConnection, src: str, exprs: list[tuple[str, str]],
+               params: list | None = None) -> dict:
+    """Run one aggregate query; {alias: value}."""
+    if not exprs:
+        return {}
+    rel = cur.sql("SELECT " + ", ".join(f"{e} AS {a}" for a, e in exprs) + f" FROM {src}", params=params or None)
+    return dict(zip(rel.columns, rel.fetchall()[0], strict=True))
+
+
+def _duplicates_expr(cols_all: str, total: int, exact: bool) -> tuple[str, str]:
+    """How duplicate rows are counted at this size, and the note that says so."""
+    if exact:
+        return (f"count(DISTINCT ({cols_all},))",
+                "Exact mode: distinct counts, quantiles and duplicate rows are exact.")
+    if total <= DUPLICATES_HASH_MAX_ROWS:
+        return (f"count(DISTINCT hash({cols_all}))",
+                "Distinct counts (HyperLogLog) and quantiles (t-digest) are approximate; "
+                "duplicate rows are counted by row hash.")
+    return (f"approx_count_distinct(hash({cols_all}))",
+            "Distinct counts (HyperLogLog) and quantiles (t-digest) are approximate; duplicate rows are "
+            f"estimated (HyperLogLog) and reported as 0 within its {HLL_RELATIVE_ERROR:.0%} error.")
+
+
+def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> Profile:
+    """Profile every column of a registered dataset over its full data.
+
+    Columns are profiled in batches of ``BATCH_COLUMNS``: each batch is one aggregate query per
+    scan that reads only its own columns from Parquet, so a wide table costs no more I/O, and the
+    aggregate state (and memory) stays bounded however many columns there are.
+
+    Parameters
+    ----------
+    table
+        A registered dataset (a view name).
+    exact
+        Exact distinct counts, quantiles and duplicate rows (slower: they hold every value).
+    progress
+        Called as ``progress(done, total)`` in units of column-scans (two per column) after each batch.
+    """
+    started = time.perf_counter()
+    cur = con.cursor()
+    try:
+        schema = [(n, t) for n, t, *_ in cur.execute(f"DESCRIBE {quote_ident(table)}").fetchall()]
+        kinds = [column_kind(t) for _, t in schema]
+        src = quote_ident(table)
+        total = int(cur.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])  # Parquet metadata: cheap
+        cols_all = ", ".join(quote_ident(n) for n, _ in schema)
+        dup_expr, note = _duplicates_expr(cols_all, total, exact)
+        head = _aggregate(cur, src, [("rows", "count(*)"), ("distinct_rows", dup_expr)])
+        rows = int(head["rows"])
+        duplicates = max(0, rows - int(head["distinct_rows"] or 0))
+        if not exact and total > DUPLICATES_HASH_MAX_ROWS and duplicates <= HLL_RELATIVE_ERROR * rows:
+            duplicates = 0
+        batches = [range(b, min(b + BATCH_COLUMNS, len(schema))) for b in range(0, len(schema), BATCH_COLUMNS)]
+        steps, done = 2 * len(schema), 0
+        s1: dict = {}
+        for batch in batches:  # scan 1: counts, extremes, moments, quantiles, distinct, candidates
+            s1.update(_aggregate(cur, src, [e for i in batch for e in _scan1_exprs(i, schema[i][0], kinds[i], exact)]))
+            done += len(batch)
+            if progress:
+                progress(done, steps)
+        s2: dict = {}
+        plans: dict = {}
+        for batch in batches:  # scan 2: histograms, time buckets, exact top-value counts
+            params: list = []
+            exprs = [e for i in batch for e in _scan2_exprs(i, schema[i][0], kinds[i], s1, params, plans)]
+            if rows:
+                s2.update(_aggregate(cur, src, exprs, params))
+            done += len(batch)
+            if progress:
+                progress(done, steps)
+    except duckdb.Error as exc:
+        raise translate(exc, f"Profiling {table!r}") from None
+    finally:
+        cur.close()
+
+    columns = tuple(_column(i, name, t, kind, rows, s1, s2, plans.get(i))
+                    for i, ((name, t), kind) in enumerate(zip(schema, kinds, strict=True)))
+    return Profile(table=table, rows=rows, columns=columns, missing_cells=sum(c.missing for c in columns),
+                   duplicate_rows=duplicates, exact=exact, seconds=time.perf_counter() - started, notes=(note,))
+
+
+def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s2: dict,
+            plan: object) -> ColumnProfile:
+    """Assemble one column's profile from the two scans' results."""
+    g = lambda key: s1.get(f"c{i}_{key}")  # noqa: E731
+    count = int(g("count") or 0)
+    missing = rows - count
+    # HyperLogLog can overshoot a little: never more distinct values than values.
+    fields: dict = {"distinct": min(int(g("distinct")), count) if g("distinct") is not None else None}
+    if kind in NUMERIC:
+        qs = g("q")
+        bound = (lambda v: None if v is None else int(v)) if kind == "integer" else _num
+        fields.update(min=bound(g("min")), max=bound(g("max")), mean=_num(g("mean")), std=_num(g("std")),
+                      quantiles={f"p{round(p * 100)}": float(v) for p, v in zip(QUANTILES, qs, strict=True)}
+                      if qs else None,
+                      zeros=int(g("zeros") or 0), negatives=int(g("neg") or 0))
+        if kind == "float":
+            fields.update(nan=int(g("nan") or 0), pos_inf=int(g("pinf") or 0), neg_inf=int(g("ninf") or 0))
+        hist = s2.get(f"c{i}_hist")
+        if hist is not None and plan is not None:
+            start, width, n = plan
+            fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)),
+                                            counts=tuple(int(hist.get(k, 0)) for k in range(n)),
+                                            below=int(hist.get(-1, 0)), above=int(hist.get(n, 0)))
+    elif kind == "string":
+        fields.update(empty=int(g("empty") or 0), length_min=g("lmin"), length_max=g("lmax"),
+                      length_mean=_num(g("lmean")), min=g("min"), max=g("max"))
+    elif kind in ("boolean", "temporal"):
+        fields.update(min=g("min"), max=g("max"))
+    times = s2.get(f"c{i}_time")
+    if times:
+        keys = sorted(times)
+        fields["over_time"] = TimeCounts(unit=str(plan), periods=tuple(k.isoformat() for k in keys),
+                                         counts=tuple(int(times[k]) for k in keys))
+    top = s2.get(f"c{i}_top")
+    if top:
+        ranked = sorted(top.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_K]
+        fields["top"] = tuple((_plain(v), int(n)) for v, n in ranked)
+        fields["other"] = count - sum(n for _, n in ranked)
+    return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
+                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+
+
+def _num(value: object) -> float | None:
+    return None if value is None else float(value)
+
+
+def _short(value: object) -> str:
+    text = "" if value is None else (f"{value:,.4g}" if isinstance(value, float) else str(value))
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def summary_rows(p: Profile) -> dict[str, list]:
+    """One line per column, as text columns for a table: the overview of a profile."""
+    cols = p.columns
+    return {
+        "column": [c.name for c in cols],
+        "type": [c.type for c in cols],
+        "missing %": [f"{c.missing_pct:.1f}" for c in cols],
+        "distinct": [f"{c.distinct:,}" if c.distinct is not None else "" for c in cols],
+        "min": [_short(c.min) for c in cols],
+        "max": [_short(c.max) for c in cols],
+        "mean": [_short(c.mean) for c in cols],
+        "top value": [f"{_short(c.top[0][0])} ({c.top[0][1]:,})" if c.top else "" for c in cols],
+    }
+
+
+def column_facts(c: ColumnProfile, exact: bool) -> list[tuple[str, str]]:
+    """A column's statistics as (label, text) lines for a detail view; '~' marks an estimate."""
+    approx = "" if exact else "~"
+    facts = [("Type", f"{c.type} ({c.kind})"), ("Values", f"{c.count:,}"),
+             ("Missing", f"{c.missing:,} ({c.missing_pct:.1f}%)")]
+    if c.distinct is not None:
+        facts.append(("Distinct", f"{approx}{c.distinct:,}"))
+    for label, value in (("Min", c.min), ("Max", c.max), ("Mean", c.mean), ("Std", c.std)):
+        if value is not None:
+            facts.append((label, _short(value)))
+    for k, v in (c.quantiles or {}).items():
+        facts.append((k if k != "p50" else "p50 (median)", f"{approx}{v:,.4g}"))
+    for label, value in (("Zeros", c.zeros), ("Negatives", c.negatives), ("NaN", c.nan), ("+Inf", c.pos_inf),
+                         ("-Inf", c.neg_inf), ("Empty strings", c.empty)):
+        if value:
+            facts.append((label, f"{value:,}"))
+    if c.length_min is not None:
+        facts.append(("Length", f"{c.length_min}–{c.length_max} (mean {c.length_mean:.1f})"))
+    return facts

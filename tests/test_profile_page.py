@@ -1,0 +1,83 @@
+"""Profile page and `profile` command on small generated data: what a user sees."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import catalog as cat
+from core import engine
+from core.cli import main
+from tests.conftest import REPO, sample_table, write_parquet
+
+APP = str(REPO / "app.py")
+
+
+@pytest.fixture
+def registered(settings, sample):
+    con = engine.connect(settings)
+    cat.register(con, cat.Catalog(settings), str(sample), name="sample")
+    con.close()
+
+
+def open_profile() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/profile.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_profile_page_runs_on_request_and_shows_columns(settings, registered):
+    at = open_profile()
+    assert not at.metric  # nothing is computed until asked
+    at.button(key="profile_run").click().run()
+    metrics = {m.label: m.value for m in at.metric}
+    missing = sum(1 for i in range(1000) if i % 17 == 0) + sum(1 for i in range(1000) if i % 11 == 0)
+    assert metrics["Rows"] == "1,000" and metrics["Columns"] == "10" and metrics["Duplicate rows"] == "0"
+    assert metrics["Missing cells"].startswith(f"{missing:,} (")
+    assert "approximate" in " ".join(c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert list(table["column"]) == sample_table(1).column_names
+    at.text_input(key="profile_search").input("a").run()
+    assert set(at.dataframe[0].value["column"]) == {"amount", "has space", "Mixed Case"}
+
+
+def test_profile_page_column_detail_and_exact_mode(settings, registered):
+    at = open_profile()
+    at.toggle(key="profile_exact").set_value(True).run()
+    at.button(key="profile_run").click().run()
+    assert "Exact mode" in " ".join(c.value for c in at.caption)
+    at.selectbox(key="profile_column").set_value("country").run()
+    facts = dict(zip(at.dataframe[-1].value["statistic"], at.dataframe[-1].value["value"], strict=True))
+    assert facts["Distinct"] == "4" and facts["Missing"] == "91 (9.1%)"
+    charts = [e.key for e in at.get("plotly_chart")]
+    assert "profile_chart_0" in charts and "profile_chart_1" not in charts  # top values only
+    at.selectbox(key="profile_column").set_value("amount").run()
+    facts = dict(zip(at.dataframe[-1].value["statistic"], at.dataframe[-1].value["value"], strict=True))
+    assert facts["+Inf"] == "1" and facts["-Inf"] == "1" and "NaN" in facts
+
+
+def test_profile_page_wide_table_is_paged(settings, root):
+    import pyarrow as pa
+
+    wide = pa.table({f"col_{i:04d}": [i, i + 1, None] for i in range(120)})
+    write_parquet(root / "wide.parquet", wide)
+    con = engine.connect(settings)
+    cat.register(con, cat.Catalog(settings), str(root / "wide.parquet"))
+    at = open_profile()
+    at.button(key="profile_run").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert len(at.dataframe[0].value) == 25
+    at.number_input(key="profile_page").set_value(5).run()
+    assert list(at.dataframe[0].value["column"]) == [f"col_{i:04d}" for i in range(100, 120)]
+
+
+def test_profile_cli(capsys, settings, sample):
+    assert main(["profile", str(sample), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rows"] == 1000 and [c["name"] for c in doc["columns"]][:2] == ["id", "amount"]
+    assert main(["profile", str(sample), "--exact"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("sample: 1,000 rows x 10 columns") and "ünïcødé" in out
+    assert main(["profile", "missing.parquet"]) == 2
