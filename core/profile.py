@@ -149,6 +149,11 @@ def _plain(value: object) -> object:
 # Scan 1: one aggregate query for every column
 
 
+def _top_key(q: str, kind: str) -> str:
+    """What top values are counted on: times as text, since Python's datetime drops nanoseconds."""
+    return f"{q}::VARCHAR" if kind == "temporal" else q
+
+
 def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, str]]:
     """(alias, SQL aggregate) pairs for column number i."""
     q = quote_ident(col)
@@ -165,8 +170,10 @@ def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, st
                 (f"c{i}_q", f"{quant} FILTER (WHERE {finite})"),
                 (f"c{i}_zeros", f"count_if({q} = 0)"), (f"c{i}_neg", f"count_if({q} < 0)")]
         if kind == "float":
-            out += [(f"c{i}_nan", f"count_if(isnan({q}))"), (f"c{i}_pinf", f"count_if({q} = 'inf'::DOUBLE)"),
-                    (f"c{i}_ninf", f"count_if({q} = '-inf'::DOUBLE)")]
+            # NaN = non-finite minus infinities: count_if(isnan(x)) can be answered wrongly from Parquet
+            # statistics, which leave NaN out.
+            out += [(f"c{i}_nonfinite", f"count_if(NOT isfinite({q}))"),
+                    (f"c{i}_pinf", f"count_if({q} = 'inf'::DOUBLE)"), (f"c{i}_ninf", f"count_if({q} = '-inf'::DOUBLE)")]
     elif kind == "string":
         out += [(f"c{i}_empty", f"count_if({q} = '')"), (f"c{i}_lmin", f"min(length({q}))"),
                 (f"c{i}_lmean", f"avg(length({q}))"), (f"c{i}_lmax", f"max(length({q}))"),
@@ -174,7 +181,7 @@ def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, st
     elif kind in ("boolean", "temporal"):
         out += [(f"c{i}_min", f"min({q})"), (f"c{i}_max", f"max({q})")]
     if kind in ("string", "boolean", "integer", "decimal", "temporal"):
-        out.append((f"c{i}_cands", f"approx_top_k({q}, {TOP_K})"))
+        out.append((f"c{i}_cands", f"approx_top_k({_top_key(q, kind)}, {TOP_K})"))
     return out
 
 
@@ -201,9 +208,13 @@ def _scan2_exprs(i: int, col: str, kind: str, s1: dict, params: list, plans: dic
         lo, hi = (float(qs[0]), float(qs[-1])) if qs else (float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"]))
         if hi <= lo:
             lo, hi = float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"])
+        if kind == "integer":  # exact quantiles interpolate (p1 = 1.01): integer bounds are whole numbers
+            lo, hi = float(math.floor(lo)), float(math.ceil(hi))
         start, width, n = _bins(lo, hi, kind)
         x = f"{q}::DOUBLE"
-        bucket = (f"CASE WHEN {x} < {lo!r} THEN -1 WHEN {x} > {hi!r} THEN {n} "
+        # NOT isfinite first: DuckDB may drop the other tests using Parquet statistics (which leave
+        # NaN out), and NaN must never reach the INTEGER cast.
+        bucket = (f"CASE WHEN NOT isfinite({x}) THEN NULL WHEN {x} < {lo!r} THEN -1 WHEN {x} > {hi!r} THEN {n} "
                   f"ELSE least(floor(({x} - {start!r}) / {width!r})::INTEGER, {n - 1}) END")
         out.append((f"c{i}_hist", f"histogram({bucket}) FILTER (WHERE isfinite({x}))"))
         plans[i] = (start, width, n)
@@ -214,7 +225,8 @@ def _scan2_exprs(i: int, col: str, kind: str, s1: dict, params: list, plans: dic
     cands = s1.get(f"c{i}_cands")
     if cands:
         params.append(list(cands))
-        out.append((f"c{i}_top", f"histogram({q}) FILTER (WHERE list_contains(${len(params)}, {q}))"))
+        key = _top_key(q, kind)
+        out.append((f"c{i}_top", f"histogram({key}) FILTER (WHERE list_contains(${len(params)}, {key}))"))
     return out
 
 
@@ -317,7 +329,8 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
                       if qs else None,
                       zeros=int(g("zeros") or 0), negatives=int(g("neg") or 0))
         if kind == "float":
-            fields.update(nan=int(g("nan") or 0), pos_inf=int(g("pinf") or 0), neg_inf=int(g("ninf") or 0))
+            pinf, ninf = int(g("pinf") or 0), int(g("ninf") or 0)
+            fields.update(nan=int(g("nonfinite") or 0) - pinf - ninf, pos_inf=pinf, neg_inf=ninf)
         hist = s2.get(f"c{i}_hist")
         if hist is not None and plan is not None:
             start, width, n = plan
@@ -337,7 +350,9 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
     top = s2.get(f"c{i}_top")
     if top:
         ranked = sorted(top.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_K]
-        fields["top"] = tuple((_plain(v), int(n)) for v, n in ranked)
+        # Times were counted as DuckDB text ('2013-01-01 05:00:00'): shown in ISO form like every other time.
+        iso = (lambda v: v.replace(" ", "T", 1)) if kind == "temporal" else _plain
+        fields["top"] = tuple((iso(v), int(n)) for v, n in ranked)
         fields["other"] = count - sum(n for _, n in ranked)
     return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
                          missing_pct=100.0 * missing / rows if rows else 0.0, **fields)

@@ -397,3 +397,21 @@ def test_upload_a_small_csv(page: Page, chromium_path: Path, tmp_path: Path) -> 
         settle(page)
         assert_no_exception(page, None)
     assert (root / "uploads" / "small_prices.csv").read_text() == csv.read_text()  # a copy; the original stays
+
+
+def test_profile_in_the_browser(page: Page, server: Server) -> None:
+    """Profile the flights demo: statistics over all rows and a chart."""
+    open_page(page, f"{server.url}/data")
+    register(page, FLIGHTS)  # idempotent when the journey above already registered it
+    expect(page.get_by_text("Rows 1–50 of 336,776")).to_be_visible()
+    open_page(page, f"{server.url}/profile?dataset=flights")
+    page.get_by_role("button", name="Profile the full data").click()
+    expect(page.get_by_test_id("stMetricValue").filter(has_text="336,776")).to_be_visible()
+    expect(page.get_by_text("Duplicate rows", exact=True)).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the missing-values chart
+    page.get_by_role("tab", name="Column detail").click()
+    expect(page.get_by_text("Distribution of year")).to_be_visible()  # histogram and top values of 'year'
+    expect(page.get_by_text("Most frequent values of year")).to_be_visible()
+    settle(page)
+    assert_no_exception(page, server)
+    screenshot(page, "e2e_profile.png")
