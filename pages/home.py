@@ -13,8 +13,8 @@ st.markdown("Machine learning on tabular data too big for pandas: **DuckDB does 
 st.subheader("Workflow")
 steps = [
     ("1. Data", "Register Parquet/CSV files, folders, globs or hive partitions; browse them page by page.", True),
-    ("2. SQL", "Ask questions in SQL over your datasets; save a result as a new dataset.", True),
-    ("3. Profile", "Column statistics, distributions, correlations and quality alerts at full-scan speed.", False),
+    ("2. Profile", "Column statistics, distributions and top values over the full data.", True),
+    ("3. SQL", "Ask questions in SQL over your datasets; save a result as a new dataset.", True),
     ("4. Features", "A recipe of feature steps compiled to SQL, reused unchanged in training and scoring.", False),
     ("5. Train", "LightGBM on data bigger than memory, on a GPU when there is one.", False),
     ("6. Evaluate / Explain", "Metrics, thresholds, slices, SHAP and what-if.", False),
@@ -44,4 +44,5 @@ with ui.errors_shown():
         c4.metric("On disk", human_bytes(info.bytes))
         st.caption(f"From {info.dataset.source}")
     st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/table_view:")
+    st.page_link("pages/profile.py", label="Profile it", icon=":material/query_stats:")
     st.page_link("pages/sql.py", label="Query it on the SQL page", icon=":material/terminal:")
