@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import glob as globlib
+import hashlib
 import json
 import os
 import re
@@ -386,6 +387,16 @@ def sync_views(con: duckdb.DuckDBPyConnection, datasets: list[Dataset], drop_oth
 def _drop_view(cur: duckdb.DuckDBPyConnection, name: str) -> None:
     with suppress(duckdb.TransactionException):
         cur.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
+
+
+def fingerprint(dataset: Dataset, settings: Settings) -> str:
+    """Identity of a dataset's current files (paths, sizes, modification times): a change shows."""
+    _, files = resolve_files(dataset.source, settings)
+    h = hashlib.sha256(f"{dataset.format}|{dataset.hive}|{dataset.source}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"|{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
 
 
 def describe(con: duckdb.DuckDBPyConnection, dataset: Dataset, settings: Settings) -> DatasetInfo:

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from core import catalog as cat
-from core import demo, engine, profile, sandbox
+from core import demo, engine, profile, profile_store, sandbox
 from core.errors import QuarryError
 from core.fmt import human_bytes
 from core.settings import Settings, load_settings
@@ -212,12 +212,15 @@ def cmd_sql(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     ctx = Context.open()
     d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
-    p = profile.profile_table(ctx.con, d.name, exact=args.exact)
+    if d.name in ctx.catalog.names():  # registered: keep the profile in the workspace
+        p, kept = profile_store.load_or_profile(ctx.con, d, ctx.settings, exact=args.exact, refresh=args.refresh)
+    else:
+        p, kept = profile.profile_table(ctx.con, d.name, exact=args.exact), False
     if args.json:
-        emit_json(p.to_json())
+        emit_json({**p.to_json(), "kept": kept})
         return
     print(f"{d.name}: {p.rows:,} rows x {len(p.columns)} columns, {p.missing_cells:,} missing cells, "
-          f"{p.duplicate_rows:,} duplicate rows ({p.seconds:.1f} s)")
+          f"{p.duplicate_rows:,} duplicate rows ({p.seconds:.1f} s{', kept from an earlier run' if kept else ''})")
     for note in p.notes:
         print(f"Note: {note}")
     print_table(pa.table(profile.summary_rows(p)))
@@ -296,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = command(top, "profile", "column statistics, distributions and top values over the full data", cmd_profile)
     pr.add_argument("dataset", help="registered name or path")
     pr.add_argument("--exact", action="store_true", help="exact distinct counts, quantiles and duplicates (slower)")
+    pr.add_argument("--refresh", action="store_true", help="profile again even if the files have not changed")
 
     q = command(top, "sql", "run one SELECT over registered datasets (their names are table names)", cmd_sql)
     q.add_argument("query")

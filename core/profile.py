@@ -129,6 +129,21 @@ class Profile:
     def to_json(self) -> dict:
         return _plain(asdict(self))
 
+    @classmethod
+    def from_json(cls, doc: dict) -> Profile:
+        """The inverse of to_json (times stay ISO text, as they are shown)."""
+        def column(c: dict) -> ColumnProfile:
+            hist, times = c.get("histogram"), c.get("over_time")
+            return ColumnProfile(**{
+                **c, "top": tuple(tuple(t) for t in c.get("top") or ()),
+                "histogram": Histogram(**{**hist, "edges": tuple(hist["edges"]), "counts": tuple(hist["counts"])})
+                if hist else None,
+                "over_time": TimeCounts(**{**times, "periods": tuple(times["periods"]),
+                                           "counts": tuple(times["counts"])}) if times else None,
+            })
+
+        return cls(**{**doc, "columns": tuple(column(c) for c in doc["columns"]), "notes": tuple(doc["notes"])})
+
 
 def _plain(value: object) -> object:
     """JSON-ready: dates as ISO text, NaN/Inf as None, tuples as lists."""

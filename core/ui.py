@@ -8,7 +8,7 @@ import hmac
 import os
 import runpy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -16,7 +16,7 @@ import duckdb
 import streamlit as st
 
 from core import catalog as cat
-from core import engine, sandbox
+from core import engine, profile_store, sandbox
 from core import profile as prof
 from core.errors import QuarryError
 from core.settings import REPO_ROOT, Settings, load_settings
@@ -182,11 +182,18 @@ def preview(name: str, columns: tuple[str, ...], where: str, order_by: str | Non
                           time_limit_s=ws.settings.sql_time_limit_s)
 
 
-@st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
-def profile(name: str, exact: bool, version: tuple) -> prof.Profile:
-    """A dataset's profile, computed once per dataset, mode and catalog version."""
+def profile(name: str, exact: bool, *, run: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> tuple[prof.Profile | None, bool]:
+    """(profile, from_workspace): the kept profile of the current files, or a new one when `run`.
+
+    Without `run`, nothing is computed: (None, False) when no profile of these files is kept yet.
+    With `run`, the dataset is profiled again and the result kept.
+    """
     ws = workspace()
-    return prof.profile_table(ws.con, name, exact=exact)
+    dataset = ws.catalog.get(name)
+    if not run and not profile_store.profile_path(ws.settings, dataset, exact).exists():
+        return None, False
+    return profile_store.load_or_profile(ws.con, dataset, ws.settings, exact=exact, progress=progress, refresh=run)
 
 
 def export(sql: str, fmt: str) -> bytes:

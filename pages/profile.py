@@ -22,18 +22,26 @@ left, right = st.columns([3, 1], vertical_alignment="bottom")
 left.markdown(f"**{name}** · {info.rows:,} rows × {len(info.columns):,} columns")
 exact = right.toggle("Exact", key="profile_exact",
                      help="Exact distinct counts, quantiles and duplicate rows. Slower: DuckDB holds every value.")
-key = (name, exact)
-if st.button("Profile the full data", key="profile_run", type="primary", icon=":material/query_stats:"):
-    st.session_state.setdefault("profile_done", set()).add(key)
-if key not in st.session_state.get("profile_done", set()):
-    st.caption("Every statistic is computed by DuckDB over all rows (two scans), nothing is sampled.")
-    st.stop()
+cols = len(info.columns)
+run = st.button("Profile the full data", key="profile_run", type="primary", icon=":material/query_stats:")
+bar = st.progress(0.0, text="Profiling…") if run else None
+
+
+def show_progress(done: int, total: int) -> None:
+    scan, n = (1, done) if done <= cols else (2, done - cols)
+    bar.progress(done / total, text=f"Scan {scan} of 2 · {n:,} of {cols:,} columns")
+
 
 try:
-    with st.spinner(f"Profiling {info.rows:,} rows × {len(info.columns):,} columns in DuckDB…"):
-        p = ui.profile(name, exact, ws.version())
+    p, kept = ui.profile(name, exact, run=run, progress=show_progress if bar else None)
 except QuarryError as exc:
     ui.show_error(exc)
+    st.stop()
+if bar is not None:
+    bar.empty()
+if p is None:
+    st.caption("Every statistic is computed by DuckDB over all rows (two scans), nothing is sampled. "
+               "The profile is kept in the workspace until the files change.")
     st.stop()
 
 c1, c2, c3, c4 = st.columns(4)
@@ -42,7 +50,8 @@ c2.metric("Columns", f"{len(p.columns):,}")
 cells = p.rows * len(p.columns)
 c3.metric("Missing cells", f"{p.missing_cells:,}" + (f" ({100 * p.missing_cells / cells:.1f}%)" if cells else ""))
 c4.metric("Duplicate rows", f"{p.duplicate_rows:,}")
-st.caption(" ".join(p.notes) + f" Computed in {human_seconds(p.seconds)} over the full data.")
+st.caption(" ".join(p.notes) + f" Computed in {human_seconds(p.seconds)} over the full data"
+           + (", kept in the workspace since (the files have not changed)." if kept else "."))
 
 overview, detail = st.tabs(["Columns", "Column detail"])
 with overview:

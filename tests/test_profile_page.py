@@ -81,3 +81,39 @@ def test_profile_cli(capsys, settings, sample):
     out = capsys.readouterr().out
     assert out.startswith("sample: 1,000 rows x 10 columns") and "ünïcødé" in out
     assert main(["profile", "missing.parquet"]) == 2
+    capsys.readouterr()
+    assert main(["datasets", "register", str(sample), "--name", "kept"]) == 0
+    assert main(["profile", "kept"]) == 0 and main(["profile", "kept", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["kept"] is True
+
+
+def test_profiles_are_kept_until_the_files_change(settings, root):
+    from core import profile_store
+
+    path = write_parquet(root / "t.parquet", sample_table(300))
+    con = engine.connect(settings)
+    catalog = cat.Catalog(settings)
+    d = cat.register(con, catalog, str(path), name="t")
+    first, kept = profile_store.load_or_profile(con, d, settings)
+    assert not kept and first.rows == 300
+    again, kept = profile_store.load_or_profile(con, d, settings)
+    assert kept and again.to_json() == first.to_json()  # the same profile, read back from the workspace
+    assert again.column("amount").histogram == first.column("amount").histogram
+    exact, kept = profile_store.load_or_profile(con, d, settings, exact=True)
+    assert not kept and exact.exact  # other options: another profile
+    write_parquet(path, sample_table(500))  # the file changes: profiled again
+    changed, kept = profile_store.load_or_profile(con, d, settings)
+    assert not kept and changed.rows == 500
+    stored = profile_store.profile_path(settings, d, False)
+    stored.write_text("{ damaged")
+    repaired, kept = profile_store.load_or_profile(con, d, settings)
+    assert not kept and repaired.rows == 500 and json.loads(stored.read_text())["profile"]["rows"] == 500
+
+
+def test_profile_page_reopens_a_kept_profile_without_asking(settings, registered):
+    at = open_profile()
+    at.button(key="profile_run").click().run()
+    assert {m.label: m.value for m in at.metric}["Rows"] == "1,000"
+    fresh = open_profile()  # another browser session, later
+    assert {m.label: m.value for m in fresh.metric}["Rows"] == "1,000"
+    assert "kept in the workspace" in " ".join(c.value for c in fresh.caption)

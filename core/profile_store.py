@@ -1,0 +1,50 @@
+"""Profiles kept in the workspace, keyed by the dataset's fingerprint and the options.
+
+Reopening a profile is instant; a changed file (size or modification time) has a new
+fingerprint, so it is profiled again. Files are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from core import catalog as cat
+from core.profile import Profile, profile_table
+from core.settings import Settings
+
+FORMAT_VERSION = 1
+
+
+def profile_path(settings: Settings, dataset: cat.Dataset, exact: bool) -> Path:
+    """Where this dataset's profile (with these options) is kept."""
+    key = cat.fingerprint(dataset, settings)
+    return settings.workspace / "profiles" / f"{dataset.name}-{key}-{'exact' if exact else 'approx'}.json"
+
+
+def load_or_profile(con: duckdb.DuckDBPyConnection, dataset: cat.Dataset, settings: Settings, *,
+                    exact: bool = False, progress: Callable[[int, int], None] | None = None,
+                    refresh: bool = False) -> tuple[Profile, bool]:
+    """(profile, True) from the workspace when the files are unchanged; else profile, keep it, (profile, False)."""
+    path = profile_path(settings, dataset, exact)
+    if path.exists() and not refresh:
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("format") == FORMAT_VERSION:
+                return Profile.from_json(doc["profile"]), True
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged or older file: profile again and replace it
+    result = profile_table(con, dataset.name, exact=exact, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profile-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"format": FORMAT_VERSION, "profile": result.to_json()}, fh, allow_nan=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return result, False
