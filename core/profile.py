@@ -377,8 +377,15 @@ def _num(value: object) -> float | None:
     return None if value is None else float(value)
 
 
+def _number(value: float) -> str:
+    """4 significant digits, without exponents for everyday magnitudes: 1,025,000 not 1.025e+06."""
+    if value != 0 and (abs(value) >= 1e15 or abs(value) < 1e-4):
+        return f"{value:.4g}"
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
+
+
 def _short(value: object) -> str:
-    text = "" if value is None else (f"{value:,.4g}" if isinstance(value, float) else str(value))
+    text = "" if value is None else (_number(value) if isinstance(value, float) else str(value))
     return text if len(text) <= 24 else text[:23] + "…"
 
 
@@ -408,7 +415,7 @@ def column_facts(c: ColumnProfile, exact: bool) -> list[tuple[str, str]]:
         if value is not None:
             facts.append((label, _short(value)))
     for k, v in (c.quantiles or {}).items():
-        facts.append((k if k != "p50" else "p50 (median)", f"{approx}{v:,.4g}"))
+        facts.append((k if k != "p50" else "p50 (median)", f"{approx}{_number(v)}"))
     for label, value in (("Zeros", c.zeros), ("Negatives", c.negatives), ("NaN", c.nan), ("+Inf", c.pos_inf),
                          ("-Inf", c.neg_inf), ("Empty strings", c.empty)):
         if value:

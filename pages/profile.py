@@ -51,7 +51,7 @@ cells = p.rows * len(p.columns)
 c3.metric("Missing cells", f"{p.missing_cells:,}" + (f" ({100 * p.missing_cells / cells:.1f}%)" if cells else ""))
 c4.metric("Duplicate rows", f"{p.duplicate_rows:,}")
 st.caption(" ".join(p.notes) + f" Computed in {human_seconds(p.seconds)} over the full data"
-           + (", kept in the workspace since (the files have not changed)." if kept else "."))
+           + ("; reopened from the workspace, as the files have not changed since." if kept else "."))
 
 overview, detail = st.tabs(["Columns", "Column detail"])
 with overview:

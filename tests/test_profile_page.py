@@ -116,4 +116,4 @@ def test_profile_page_reopens_a_kept_profile_without_asking(settings, registered
     assert {m.label: m.value for m in at.metric}["Rows"] == "1,000"
     fresh = open_profile()  # another browser session, later
     assert {m.label: m.value for m in fresh.metric}["Rows"] == "1,000"
-    assert "kept in the workspace" in " ".join(c.value for c in fresh.caption)
+    assert "reopened from the workspace" in " ".join(c.value for c in fresh.caption)
