@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core import catalog as cat
-from core import ui
+from core import sources, ui
 from core.errors import QuarryError
 from core.fmt import human_bytes, human_seconds
 
@@ -40,7 +40,7 @@ with st.container(border=True) if first_time else st.expander("Register a datase
             with ui.errors_shown():
                 registered(cat.register(ws.con, ws.catalog, path, name=name or None), "Registered")
     with by_browse:
-        found = cat.discover(ws.settings)
+        found = sources.discover(ws.settings)
         if not found:
             st.caption(f"No Parquet or CSV files under {roots}.")
         else:

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from core import catalog as cat
-from core import engine
+from core import engine, sources
 from core.errors import DatasetError, PathError, QuarryError
 from tests.conftest import sample_table, write_parquet
 
@@ -52,7 +52,7 @@ def test_folder_glob_hive_and_csv(con, catalog, settings, root):
     hive = cat.register(con, catalog, "sales")
     info = cat.describe(con, hive, settings)
     assert hive.hive and info.rows == 40 and info.files == 4
-    assert info.partitions == (cat.Partition("year", ("2023", "2024")), cat.Partition("month", ("01", "02")))
+    assert info.partitions == (sources.Partition("year", ("2023", "2024")), sources.Partition("month", ("01", "02")))
     assert {"year", "month"} <= {c.name for c in info.columns}
     csv = cat.register(con, catalog, "csv/small.csv")
     assert csv.format == "csv" and cat.describe(con, csv, settings).rows == 3
@@ -228,7 +228,7 @@ def test_uploads_never_overwrite_and_bad_uploads_are_not_kept(con, catalog, sett
         cat.register_upload(con, catalog, "broken.parquet", b"this is text")
     assert not (settings.uploads_dir / "broken.parquet").exists()
     with pytest.raises(DatasetError, match="not a Parquet or CSV"):
-        cat.save_upload(settings, "../../etc/evil.sh", b"x")
+        sources.save_upload(settings, "../../etc/evil.sh", b"x")
 
 
 def test_resolve_takes_a_name_or_a_path(con, catalog, sample, root):
@@ -245,7 +245,7 @@ def test_discover_lists_files_and_partitioned_folders(settings, root, sample):
     write_parquet(root / "sales" / "year=2024" / "a.parquet", sample_table(2))
     write_parquet(root / "workspace" / "datasets" / "internal.parquet", sample_table(2))
     (root / "notes.txt").write_text("hi")
-    found = cat.discover(settings)
+    found = sources.discover(settings)
     assert str(sample) in found and str(root / "sales") in found
     assert not any("workspace" in f or f.endswith(".txt") for f in found)
 
