@@ -15,9 +15,7 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,15 +24,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import peak_rss_mib, run_worker, transactions_file  # noqa: E402
+
 # The questions, as the Data page asks them.
 SORT = ("amount", True)
 WHERE = "merchant_category = 'jewelry' AND amount > 500"
 DEEP_OFFSET = 10_000_000
 PAGE = 50
 
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _timed(fn, repeat: int) -> tuple[float, float, object]:
@@ -82,7 +79,7 @@ def worker_quarry(path: str, repeat: int) -> dict:
         first, med, page = _timed(lambda kw=kwargs: engine.preview(con, "bench", limit=PAGE, **kw), repeat)
         out[f"{name}_first_s"], out[f"{name}_s"] = first, med
         out[f"{name}_total_rows"] = page.total_rows
-    out["peak_rss_mib"] = _peak_rss_mib()
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 
@@ -109,7 +106,7 @@ def worker_duckdb(path: str, repeat: int) -> dict:
     out: dict = {}
     for name, fn in queries.items():
         out[f"{name}_first_s"], out[f"{name}_s"], _ = _timed(fn, repeat)
-    out["peak_rss_mib"] = _peak_rss_mib()
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 
@@ -133,30 +130,11 @@ def worker_polars(path: str, repeat: int) -> dict:
     out: dict = {"version": pl.__version__}
     for name, fn in queries.items():
         out[f"{name}_first_s"], out[f"{name}_s"], _ = _timed(fn, repeat)
-    out["peak_rss_mib"] = _peak_rss_mib()
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 
 WORKERS = {"quarry": worker_quarry, "duckdb": worker_duckdb, "polars": worker_polars}
-
-
-def run_worker(name: str, path: str, repeat: int, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", name, "--path", path, "--repeat", str(repeat)],
-                          capture_output=True, text=True, env=env, cwd=REPO)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def ensure_data(rows: int) -> Path:
-    from core import demo
-
-    path = REPO / "data" / "bench" / f"transactions_{rows}.parquet"
-    if not path.exists():
-        print(f"generating {rows:,} synthetic rows into {path} (once) ...", flush=True)
-        res = demo.write_transactions(path, rows=rows)
-        print(f"  {res.seconds:.0f} s, {res.bytes / 2**30:.2f} GiB", flush=True)
-    return path
 
 
 def main() -> None:
@@ -170,10 +148,10 @@ def main() -> None:
         print(json.dumps(WORKERS[args.worker](args.path, args.repeat)))
         return
 
-    path = ensure_data(args.rows)
+    path = transactions_file(args.rows)
     with tempfile.TemporaryDirectory() as ws:
         env = {**os.environ, "QUARRY_WORKSPACE": ws}
-        results = {name: run_worker(name, str(path), args.repeat, env) for name in WORKERS}
+        results = {name: run_worker(__file__, name, str(path), args.repeat, env) for name in WORKERS}
     q, d, p = results["quarry"], results["duckdb"], results["polars"]
     figures = {
         "date": time.strftime("%Y-%m-%d"),

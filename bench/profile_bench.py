@@ -15,9 +15,7 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from bench.common import peak_rss_mib, run_worker, transactions_file  # noqa: E402
 
 
 def _best(fn, repeat: int) -> tuple[float, float]:
@@ -49,7 +45,7 @@ def worker_raw(path: str, repeat: int) -> dict:
     cols = [r[0] for r in con.execute("DESCRIBE t").fetchall()]
     sql = "SELECT " + ", ".join(f'max("{c}")' for c in cols) + " FROM t"
     first, med = _best(lambda: con.execute(sql).fetchall(), repeat)
-    return {"first_s": first, "s": med, "peak_rss_mib": _peak_rss_mib()}
+    return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib()}
 
 
 def worker_summarize(path: str, repeat: int) -> dict:
@@ -57,14 +53,14 @@ def worker_summarize(path: str, repeat: int) -> dict:
 
     con = duckdb.connect()
     first, med = _best(lambda: con.execute(f"SUMMARIZE SELECT * FROM read_parquet('{path}')").fetchall(), repeat)
-    return {"first_s": first, "s": med, "peak_rss_mib": _peak_rss_mib()}
+    return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib()}
 
 
 def worker_polars(path: str, repeat: int) -> dict:
     import polars as pl
 
     first, med = _best(lambda: pl.scan_parquet(path).describe(), repeat)
-    return {"first_s": first, "s": med, "peak_rss_mib": _peak_rss_mib(), "version": pl.__version__}
+    return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib(), "version": pl.__version__}
 
 
 def worker_quarry(path: str, repeat: int) -> dict:
@@ -76,19 +72,13 @@ def worker_quarry(path: str, repeat: int) -> dict:
     con = engine.connect(settings)
     cat.register(con, cat.Catalog(settings), path, name="bench", replace=True)
     first, med = _best(lambda: profile.profile_table(con, "bench"), repeat)
-    return {"first_s": first, "s": med, "peak_rss_mib": _peak_rss_mib(), "memory_limit": settings.memory_limit}
+    return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib(), "memory_limit": settings.memory_limit}
 
 
 WORKERS = {"raw_scan": worker_raw, "quarry": worker_quarry, "duckdb_summarize": worker_summarize,
            "polars_describe": worker_polars}
 
 
-def run_worker(name: str, path: str, repeat: int, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", name, "--path", path, "--repeat", str(repeat)],
-                          capture_output=True, text=True, env=env, cwd=REPO)
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -102,17 +92,12 @@ def main() -> None:
         print(json.dumps(WORKERS[args.worker](args.path, args.repeat)))
         return
 
-    from core import demo
-
-    path = REPO / "data" / "bench" / f"transactions_{args.rows}.parquet"
-    if not path.exists():
-        print(f"generating {args.rows:,} rows into {path} (once) ...", flush=True)
-        demo.write_transactions(path, rows=args.rows)
+    path = transactions_file(args.rows)
     with tempfile.TemporaryDirectory() as ws:
         env = {**os.environ, "QUARRY_WORKSPACE": ws}
-        results = {name: run_worker(name, str(path), args.repeat, env) for name in WORKERS}
+        results = {name: run_worker(__file__, name, str(path), args.repeat, env) for name in WORKERS}
         capped_env = {**env, "QUARRY_MEMORY_LIMIT": "1GB"}
-        results["quarry_1gb"] = run_worker("quarry", str(path), 1, capped_env)
+        results["quarry_1gb"] = run_worker(__file__, "quarry", str(path), 1, capped_env)
     raw = results["raw_scan"].get("s")
     figures = {"date": time.strftime("%Y-%m-%d"),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",

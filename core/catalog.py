@@ -80,8 +80,10 @@ class DatasetInfo:
     def to_json(self) -> dict:
         return asdict(self)
 
+
 # ----------------------------------------------------------------------------------------------
 # Names
+
 
 def default_name(text: str) -> str:
     """A SQL-friendly dataset name from a path: 'demo/My Flights.parquet' -> 'my_flights'."""

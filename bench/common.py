@@ -1,0 +1,47 @@
+"""What the benchmarks share: peak RSS, one worker process per system, the synthetic data file."""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB.
+
+    VmHWM belongs to this process image alone; ru_maxrss is carried over from the parent through
+    fork and exec, so a worker would report at least the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_worker(script: str, name: str, path: str, repeat: int, env: dict) -> dict:
+    """Run `script --worker name` in a fresh process; its last stdout line is a JSON dict of figures."""
+    proc = subprocess.run([sys.executable, script, "--worker", name, "--path", path, "--repeat", str(repeat)],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def transactions_file(rows: int) -> Path:
+    """data/bench/transactions_ROWS.parquet, generated once (it takes ~0.9 s per million rows)."""
+    sys.path.insert(0, str(REPO))
+    from core import demo
+
+    path = REPO / "data" / "bench" / f"transactions_{rows}.parquet"
+    if not path.exists():
+        print(f"generating {rows:,} synthetic rows into {path} (once) ...", flush=True)
+        res = demo.write_transactions(path, rows=rows)
+        print(f"  {res.seconds:.0f} s, {res.bytes / 2**30:.2f} GiB", flush=True)
+    return path
