@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from core.correlate import Correlations
 from core.profile import ColumnProfile, Profile
 
 ACCENT = "#2F6F73"
@@ -78,4 +79,21 @@ def missing(p: Profile, limit: int = 30) -> go.Figure | None:
                 hovertemplate="%{y}: %{x:.1f}% (%{customdata:,} rows)<extra></extra>")
     fig.update_layout(height=max(220, 24 * len(cols) + 90))
     fig.update_yaxes(type="category")
+    return fig
+
+
+def heatmap(c: Correlations) -> go.Figure:
+    """A labelled correlation heatmap; each cell shows its value."""
+    lo = 0.0 if c.method == "cramers_v" else -1.0
+    z = [[v if v is not None else None for v in row] for row in c.matrix]
+    text = [["" if v is None else f"{v:.2f}" for v in row] for row in c.matrix]
+    names = {"pearson": "Pearson correlation", "spearman": "Spearman rank correlation", "cramers_v": "Cramér's V"}
+    fig = _fig(names[c.method], "", "")
+    fig.add_heatmap(z=z, x=list(c.columns), y=list(c.columns), zmin=lo, zmax=1.0, text=text,
+                    texttemplate="%{text}", colorscale="RdBu" if lo < 0 else "Teal", reversescale=lo < 0,
+                    hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>", colorbar=dict(thickness=12))
+    size = max(320, 36 * len(c.columns) + 140)
+    fig.update_layout(height=size)
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category", tickangle=-40)
     return fig

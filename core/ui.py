@@ -16,7 +16,7 @@ import duckdb
 import streamlit as st
 
 from core import catalog as cat
-from core import engine, profile_store, sandbox
+from core import correlate, engine, profile_store, sandbox
 from core import profile as prof
 from core.errors import QuarryError
 from core.settings import REPO_ROOT, Settings, load_settings
@@ -194,6 +194,12 @@ def profile(name: str, exact: bool, *, run: bool = False,
     if not run and not profile_store.profile_path(ws.settings, dataset, exact).exists():
         return None, False
     return profile_store.load_or_profile(ws.con, dataset, ws.settings, exact=exact, progress=progress, refresh=run)
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=64)
+def correlations(name: str, columns: tuple[str, ...], method: str, version: tuple) -> correlate.Correlations:
+    ws = workspace()
+    return correlate.correlations(ws.con, name, list(columns), method)
 
 
 def export(sql: str, fmt: str) -> bytes:

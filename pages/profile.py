@@ -1,7 +1,7 @@
 """Profile: column statistics, distributions and top values, computed by DuckDB over the full data."""
 import streamlit as st
 
-from core import charts, ui
+from core import charts, correlate, ui
 from core.errors import QuarryError
 from core.fmt import human_seconds
 from core.profile import column_facts, summary_rows
@@ -53,7 +53,7 @@ c4.metric("Duplicate rows", f"{p.duplicate_rows:,}")
 st.caption(" ".join(p.notes) + f" Computed in {human_seconds(p.seconds)} over the full data"
            + ("; reopened from the workspace, as the files have not changed since." if kept else "."))
 
-overview, detail = st.tabs(["Columns", "Column detail"])
+overview, detail, related = st.tabs(["Columns", "Column detail", "Correlations"])
 with overview:
     search = st.text_input("Find columns", key="profile_search", placeholder="part of a column name")
     rows = summary_rows(p)
@@ -83,3 +83,24 @@ with detail:
             st.caption("No chart for this column's type.")
         for i, fig in enumerate(figures):
             st.plotly_chart(fig, key=f"profile_chart_{i}")
+
+with related:
+    methods = {"pearson": "Pearson", "spearman": "Spearman", "cramers_v": "Cramér's V"}
+    method = st.radio("Method", list(methods), format_func=methods.get, horizontal=True, key="profile_corr_method")
+    if method == "cramers_v":
+        usable = [c.name for c in p.columns if c.distinct is not None and 1 < c.distinct <= correlate.MAX_CATEGORIES]
+    else:
+        usable = [c.name for c in p.columns if c.kind in ("integer", "float", "decimal") and (c.distinct or 0) > 1]
+    chosen = st.multiselect("Columns", usable, default=usable[:12], key=f"profile_corr_columns_{method}",
+                            max_selections=correlate.MAX_COLUMNS)
+    if len(chosen) < 2:
+        st.caption("Pick at least two columns." if usable else "This dataset has no columns for this method.")
+    else:
+        try:
+            corr = ui.correlations(name, tuple(chosen), method, ws.version())
+        except QuarryError as exc:
+            ui.show_error(exc)
+        else:
+            st.plotly_chart(charts.heatmap(corr), key="profile_corr_chart")
+            st.caption(f"Computed on a random sample of {corr.sample_rows:,} of {corr.total_rows:,} rows "
+                       "(repeatable)." if corr.sampled else f"Computed on all {corr.total_rows:,} rows.")
