@@ -45,3 +45,19 @@ def transactions_file(rows: int) -> Path:
         res = demo.write_transactions(path, rows=rows)
         print(f"  {res.seconds:.0f} s, {res.bytes / 2**30:.2f} GiB", flush=True)
     return path
+
+
+def arguments(doc: str, workers: dict, rows: int, repeat: int):
+    """The bench's arguments; in a worker process, run the worker, print its figures and return None."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=rows)
+    ap.add_argument("--repeat", type=int, default=repeat)
+    ap.add_argument("--worker", choices=sorted(workers))
+    ap.add_argument("--path")
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(workers[args.worker](args.path, args.repeat)))
+        return None
+    return args

@@ -11,7 +11,6 @@ Human-readable lines first; the last line is one JSON object with every figure.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,14 +23,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import peak_rss_mib, run_worker, transactions_file  # noqa: E402
+from bench.common import arguments, peak_rss_mib, run_worker, transactions_file  # noqa: E402
 
 # The questions, as the Data page asks them.
 SORT = ("amount", True)
 WHERE = "merchant_category = 'jewelry' AND amount > 500"
 DEEP_OFFSET = 10_000_000
 PAGE = 50
-
 
 
 def _timed(fn, repeat: int) -> tuple[float, float, object]:
@@ -138,14 +136,8 @@ WORKERS = {"quarry": worker_quarry, "duckdb": worker_duckdb, "polars": worker_po
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=100_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--worker", choices=sorted(WORKERS))
-    ap.add_argument("--path")
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(WORKERS[args.worker](args.path, args.repeat)))
+    args = arguments(__doc__, WORKERS, rows=100_000_000, repeat=3)
+    if args is None:
         return
 
     path = transactions_file(args.rows)

@@ -11,7 +11,6 @@ Human-readable lines first; the last line is one JSON object with every figure.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import peak_rss_mib, run_worker, transactions_file  # noqa: E402
+from bench.common import arguments, peak_rss_mib, run_worker, transactions_file  # noqa: E402
 
 
 def _best(fn, repeat: int) -> tuple[float, float]:
@@ -79,17 +78,9 @@ WORKERS = {"raw_scan": worker_raw, "quarry": worker_quarry, "duckdb_summarize": 
            "polars_describe": worker_polars}
 
 
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=20_000_000)
-    ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--worker", choices=sorted(WORKERS))
-    ap.add_argument("--path")
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(WORKERS[args.worker](args.path, args.repeat)))
+    args = arguments(__doc__, WORKERS, rows=20_000_000, repeat=2)
+    if args is None:
         return
 
     path = transactions_file(args.rows)
