@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -23,7 +20,7 @@ import pyarrow as pa
 from core import catalog as cat
 from core import demo, engine, profile, profile_store, sandbox
 from core.errors import QuarryError
-from core.fmt import human_bytes
+from core.fmt import human_bytes, jsonable
 from core.settings import Settings, load_settings
 
 EXIT_USER_ERROR = 2
@@ -56,32 +53,9 @@ class Context:
 # Output helpers
 
 
-def _jsonable(value: object) -> object:
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
-def _finite(value: object) -> object:
-    """NaN and infinities have no JSON spelling: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def emit_json(doc: object) -> None:
     """One valid JSON document on stdout."""
-    json.dump(_finite(doc), sys.stdout, default=_jsonable, allow_nan=False)
+    json.dump(jsonable(doc), sys.stdout, allow_nan=False)
     sys.stdout.write("\n")
 
 

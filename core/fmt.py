@@ -1,5 +1,32 @@
-"""Numbers for people: sizes and durations as the pages and the CLI print them."""
+"""Values for people and for JSON: sizes and durations as printed, results as JSON documents."""
 from __future__ import annotations
+
+import math
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+
+
+def jsonable(value: object) -> object:
+    """A JSON-ready copy: times as ISO text, decimals as floats, NaN and +-Inf as null (JSON has no
+    spelling for them), tuples as lists, keys as text, bytes as hex; anything else as its text."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
 
 
 def human_bytes(n: int) -> str:

@@ -15,11 +15,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
 
 import duckdb
 
 from core.engine import quote_ident, translate
+from core.fmt import jsonable
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 # Up to this many rows, duplicate rows are counted exactly (distinct 64-bit row hashes); above it,
@@ -127,7 +127,7 @@ class Profile:
         return next(c for c in self.columns if c.name == name)
 
     def to_json(self) -> dict:
-        return _plain(asdict(self))
+        return jsonable(asdict(self))
 
     @classmethod
     def from_json(cls, doc: dict) -> Profile:
@@ -143,21 +143,6 @@ class Profile:
             })
 
         return cls(**{**doc, "columns": tuple(column(c) for c in doc["columns"]), "notes": tuple(doc["notes"])})
-
-
-def _plain(value: object) -> object:
-    """JSON-ready: dates as ISO text, NaN/Inf as None, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "as_tuple"):  # Decimal
-        return float(value)
-    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,7 +351,7 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
     if top:
         ranked = sorted(top.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_K]
         # Times were counted as DuckDB text ('2013-01-01 05:00:00'): shown in ISO form like every other time.
-        iso = (lambda v: v.replace(" ", "T", 1)) if kind == "temporal" else _plain
+        iso = (lambda v: v.replace(" ", "T", 1)) if kind == "temporal" else jsonable
         fields["top"] = tuple((iso(v), int(n)) for v, n in ranked)
         fields["other"] = count - sum(n for _, n in ranked)
     return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
