@@ -198,9 +198,13 @@ class Catalog:
 # Register, describe, and keep DuckDB's views in step with the catalog
 
 
-def inspect_source(con: duckdb.DuckDBPyConnection, text: str, settings: Settings, name: str) -> Dataset:
-    """Check a path and return an (unsaved) Dataset for it; every problem is a clear DatasetError."""
-    source, files = resolve_files(text, settings)
+def inspect_source(con: duckdb.DuckDBPyConnection, text: str, settings: Settings, name: str, *,
+                   resolved: tuple[str, list[Path]] | None = None) -> Dataset:
+    """Check a path and return an (unsaved) Dataset for it; every problem is a clear DatasetError.
+
+    `resolved` is resolve_files(text) when the caller already has it (a big folder is walked once).
+    """
+    source, files = resolved or resolve_files(text, settings)
     fmt = file_format(files)
     if fmt == "parquet":
         for f in files[:10_000]:
@@ -238,14 +242,13 @@ def register(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str, name: 
     """
     if name:
         check_name(name)
-    else:
+    resolved = resolve_files(text, catalog.settings)
+    if not name:
         name = default_name(text)
         existing = {d.name: d for d in catalog.list()}
-        if name in existing and not replace:
-            source, _ = resolve_files(text, catalog.settings)
-            if existing[name].source != source:
-                name = catalog.unique_name(name)
-    dataset = catalog.add(inspect_source(con, text, catalog.settings, name), replace=replace)
+        if name in existing and not replace and existing[name].source != resolved[0]:
+            name = catalog.unique_name(name)
+    dataset = catalog.add(inspect_source(con, text, catalog.settings, name, resolved=resolved), replace=replace)
     sync_views(con, [dataset], drop_others=False)
     return dataset
 
@@ -334,11 +337,12 @@ def resolve(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str) -> Data
         dataset = catalog.get(text)
         sync_views(con, [dataset], drop_others=False)
         return dataset
-    source, _ = resolve_files(text, catalog.settings)
-    known = next((d for d in catalog.list() if d.source == source), None)
+    resolved = resolve_files(text, catalog.settings)
+    known = next((d for d in catalog.list() if d.source == resolved[0]), None)
     if known:
         sync_views(con, [known], drop_others=False)
         return known
-    dataset = inspect_source(con, text, catalog.settings, catalog.unique_name(default_name(text)))
+    dataset = inspect_source(con, text, catalog.settings, catalog.unique_name(default_name(text)),
+                             resolved=resolved)
     sync_views(con, [dataset], drop_others=False)
     return dataset

@@ -28,8 +28,11 @@ def profile_path(settings: Settings, dataset: cat.Dataset, exact: bool) -> Path:
 
 def load_or_profile(con: duckdb.DuckDBPyConnection, dataset: cat.Dataset, settings: Settings, *,
                     exact: bool = False, progress: Callable[[int, int], None] | None = None,
-                    refresh: bool = False) -> tuple[Profile, bool]:
-    """(profile, True) from the workspace when the files are unchanged; else profile, keep it, (profile, False)."""
+                    refresh: bool = False, compute: bool = True) -> tuple[Profile | None, bool]:
+    """(profile, True) from the workspace when the files are unchanged; else profile, keep it, (profile, False).
+
+    With ``compute=False`` nothing is profiled: (None, False) when no usable profile is kept.
+    """
     path = profile_path(settings, dataset, exact)
     if path.exists() and not refresh:
         try:
@@ -38,6 +41,8 @@ def load_or_profile(con: duckdb.DuckDBPyConnection, dataset: cat.Dataset, settin
                 return Profile.from_json(doc["profile"]), True
         except (ValueError, KeyError, TypeError):
             pass  # a damaged or older file: profile again and replace it
+    if not compute:
+        return None, False
     result = profile_table(con, dataset.name, exact=exact, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profile-", suffix=".json")

@@ -190,10 +190,8 @@ def profile(name: str, exact: bool, *, run: bool = False,
     With `run`, the dataset is profiled again and the result kept.
     """
     ws = workspace()
-    dataset = ws.catalog.get(name)
-    if not run and not profile_store.profile_path(ws.settings, dataset, exact).exists():
-        return None, False
-    return profile_store.load_or_profile(ws.con, dataset, ws.settings, exact=exact, progress=progress, refresh=run)
+    return profile_store.load_or_profile(ws.con, ws.catalog.get(name), ws.settings, exact=exact, progress=progress,
+                                         refresh=run, compute=run)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=64)
