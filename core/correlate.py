@@ -56,8 +56,8 @@ def sample(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows:
         src = quote_ident(table)
         total = int(cur.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])
         cols = ", ".join(quote_ident(c) for c in columns)
-        frame = cur.sql(f"SELECT {cols} FROM {src} USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE ({int(seed)})"
-                        ).df()
+        bounded = f"SELECT {cols} FROM {src} USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE ({int(seed)})"
+        frame = cur.sql(bounded).df()  # at most `rows` rows: the reservoir sample
     except duckdb.Error as exc:
         raise translate(exc, f"Sampling {table!r}") from None
     finally:
