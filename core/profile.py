@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import duckdb
+import numpy as np
 
+from core import sketch
+from core import value_counts as vc
 from core.engine import quote_ident, translate
 from core.fmt import jsonable
 
@@ -163,12 +166,12 @@ def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, st
     if kind in NUMERIC:
         x = f"{q}::DOUBLE" if kind == "decimal" else q
         qs = "[" + ", ".join(str(p) for p in QUANTILES) + "]"
-        quant = f"quantile_cont({x}, {qs})" if exact else f"approx_quantile({x}, {qs})"
         out += [(f"c{i}_min", f"min({x}) FILTER (WHERE {finite})"), (f"c{i}_max", f"max({x}) FILTER (WHERE {finite})"),
                 (f"c{i}_mean", f"avg({x}::DOUBLE) FILTER (WHERE {finite})"),
                 (f"c{i}_std", f"stddev_samp({x}::DOUBLE) FILTER (WHERE {finite})"),
-                (f"c{i}_q", f"{quant} FILTER (WHERE {finite})"),
                 (f"c{i}_zeros", f"count_if({q} = 0)"), (f"c{i}_neg", f"count_if({q} < 0)")]
+        if exact:  # otherwise quantiles come from a sketch in scan 2 (core.sketch)
+            out.append((f"c{i}_q", f"quantile_cont({x}, {qs}) FILTER (WHERE {finite})"))
         if kind == "float":
             # NaN = non-finite minus infinities: count_if(isnan(x)) can be answered wrongly from Parquet
             # statistics, which leave NaN out.
@@ -199,18 +202,30 @@ def _bins(lo: float, hi: float, kind: str) -> tuple[float, float, int]:
     return lo, (hi - lo) / BINS, BINS
 
 
+def histogram_plan(kind: str, quantiles: list | None, lo_value: float, hi_value: float
+                   ) -> tuple[float, float, float, float, int]:
+    """(lo, hi, start, width, bins): histogram bounds between p1 and p99 (min and max when those coincide)."""
+    lo, hi = (float(quantiles[0]), float(quantiles[-1])) if quantiles else (lo_value, hi_value)
+    if hi <= lo:
+        lo, hi = lo_value, hi_value
+    if kind == "integer":  # exact quantiles interpolate (p1 = 1.01): integer bounds are whole numbers
+        lo, hi = float(math.floor(lo)), float(math.ceil(hi))
+    return (lo, hi, *_bins(lo, hi, kind))
+
+
 def _scan2_exprs(i: int, col: str, kind: str, s1: dict, params: list, plans: dict) -> list[tuple[str, str]]:
     """Histogram, time-bucket and top-value aggregates for column i, planned from scan 1's results."""
     q = quote_ident(col)
     out = []
-    if kind in NUMERIC and s1.get(f"c{i}_min") is not None:
-        qs = s1[f"c{i}_q"] or []
-        lo, hi = (float(qs[0]), float(qs[-1])) if qs else (float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"]))
-        if hi <= lo:
-            lo, hi = float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"])
-        if kind == "integer":  # exact quantiles interpolate (p1 = 1.01): integer bounds are whole numbers
-            lo, hi = float(math.floor(lo)), float(math.ceil(hi))
-        start, width, n = _bins(lo, hi, kind)
+    if kind in NUMERIC and s1.get(f"c{i}_min") is not None and f"c{i}_q" not in s1:
+        x = f"{q}::DOUBLE"
+        pos, neg = sketch.bucket_sql(x)
+        # NOT isfinite first, as below; ln() must never see zero, a negative, NaN or Inf.
+        out += [(f"c{i}_skp", f"histogram(CASE WHEN NOT isfinite({x}) THEN NULL WHEN {x} > 0 THEN {pos} END)"),
+                (f"c{i}_skn", f"histogram(CASE WHEN NOT isfinite({x}) THEN NULL WHEN {x} < 0 THEN {neg} END)")]
+        plans[i] = "sketch"
+    elif kind in NUMERIC and s1.get(f"c{i}_min") is not None:
+        lo, hi, start, width, n = histogram_plan(kind, s1[f"c{i}_q"], float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"]))
         x = f"{q}::DOUBLE"
         # NOT isfinite first: DuckDB may drop the other tests using Parquet statistics (which leave
         # NaN out), and NaN must never reach the INTEGER cast.
@@ -253,13 +268,23 @@ def _duplicates_expr(cols_all: str, total: int, exact: bool) -> tuple[str, str]:
             f"estimated (HyperLogLog) and reported as 0 within its {HLL_RELATIVE_ERROR:.0%} error.")
 
 
+Progress = Callable[[int, int, tuple["ColumnProfile", ...]], None]
+
+
+def _batches(positions: list[int]) -> list[list[int]]:
+    return [positions[b:b + BATCH_COLUMNS] for b in range(0, len(positions), BATCH_COLUMNS)]
+
+
 def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> Profile:
+                  progress: Progress | None = None) -> Profile:
     """Profile every column of a registered dataset over its full data.
 
-    Columns are profiled in batches of ``BATCH_COLUMNS``: each batch is one aggregate query per
-    scan that reads only its own columns from Parquet, so a wide table costs no more I/O, and the
-    aggregate state (and memory) stays bounded however many columns there are.
+    Columns with few distinct values (guessed from the first rows) are profiled exactly from their
+    value counts, all of them in one ``GROUPING SETS`` scan (core.value_counts). The others take two
+    aggregate scans: counts, extremes, moments, quantiles, distinct count and top-value candidates;
+    then histograms, time buckets and the exact counts of the candidates. Every query handles at
+    most ``BATCH_COLUMNS`` columns and reads only those from Parquet, so a wide table costs no more
+    I/O and the aggregate state (and memory) stays bounded however many columns there are.
 
     Parameters
     ----------
@@ -268,10 +293,13 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
     exact
         Exact distinct counts, quantiles and duplicate rows (slower: they hold every value).
     progress
-        Called as ``progress(done, total)`` in units of column-scans (two per column) after each batch.
+        Called as ``progress(done, total, ready)`` after each query, in units of column-scans;
+        ``ready`` holds the columns finished so far, so a page can show them while the rest runs.
+        Raising from it (a cancel) stops the profile.
     """
     started = time.perf_counter()
     cur = con.cursor()
+    ready: dict[int, ColumnProfile] = {}
     try:
         schema = [(n, t) for n, t, *_ in cur.execute(f"DESCRIBE {quote_ident(table)}").fetchall()]
         kinds = [column_kind(t) for _, t in schema]
@@ -284,33 +312,92 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
         duplicates = max(0, rows - int(head["distinct_rows"] or 0))
         if not exact and total > DUPLICATES_HASH_MAX_ROWS and duplicates <= HLL_RELATIVE_ERROR * rows:
             duplicates = 0
-        batches = [range(b, min(b + BATCH_COLUMNS, len(schema))) for b in range(0, len(schema), BATCH_COLUMNS)]
-        steps, done = 2 * len(schema), 0
-        s1: dict = {}
-        for batch in batches:  # scan 1: counts, extremes, moments, quantiles, distinct, candidates
-            s1.update(_aggregate(cur, src, [e for i in batch for e in _scan1_exprs(i, schema[i][0], kinds[i], exact)]))
-            done += len(batch)
+        by_value = _by_value(cur, src, schema, kinds)
+        general = [i for i in range(len(schema)) if i not in by_value]
+        steps, done = len(by_value) + 2 * len(general), 0
+
+        def report(n: int) -> None:
+            nonlocal done
+            done += n
             if progress:
-                progress(done, steps)
+                progress(done, steps, tuple(ready[i] for i in sorted(ready)))
+
+        for batch in _batches(sorted(by_value)):
+            counted, over = vc.count_values(cur, src, [schema[i][0] for i in batch])
+            while over:  # the first rows misled: those columns take the general path
+                moved = {batch[j] for j in over}
+                general = sorted(set(general) | moved)
+                batch = [i for i in batch if i not in moved]
+                steps += len(moved)
+                counted, over = vc.count_values(cur, src, [schema[i][0] for i in batch])
+            for j, i in enumerate(batch):
+                ready[i] = _column_from_counts(schema[i][0], schema[i][1], kinds[i], rows, *counted[j])
+            report(len(batch))
+        s1: dict = {}
+        for batch in _batches(general):  # counts, extremes, moments, quantiles, distinct, candidates
+            s1.update(_aggregate(cur, src, [e for i in batch for e in _scan1_exprs(i, schema[i][0], kinds[i], exact)]))
+            report(len(batch))
         s2: dict = {}
         plans: dict = {}
-        for batch in batches:  # scan 2: histograms, time buckets, exact top-value counts
+        for batch in _batches(general):  # histograms, time buckets, exact top-value counts
             params: list = []
             exprs = [e for i in batch for e in _scan2_exprs(i, schema[i][0], kinds[i], s1, params, plans)]
             if rows:
                 s2.update(_aggregate(cur, src, exprs, params))
-            done += len(batch)
-            if progress:
-                progress(done, steps)
+            for i in batch:
+                ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, s2, plans.get(i))
+            report(len(batch))
     except duckdb.Error as exc:
         raise translate(exc, f"Profiling {table!r}") from None
     finally:
         cur.close()
 
-    columns = tuple(_column(i, name, t, kind, rows, s1, s2, plans.get(i))
-                    for i, ((name, t), kind) in enumerate(zip(schema, kinds, strict=True)))
+    columns = tuple(ready[i] for i in range(len(schema)))
     return Profile(table=table, rows=rows, columns=columns, missing_cells=sum(c.missing for c in columns),
                    duplicate_rows=duplicates, exact=exact, seconds=time.perf_counter() - started, notes=(note,))
+
+
+def _by_value(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]], kinds: list[str]) -> set[int]:
+    """Columns to profile from their value counts: booleans, and numbers or text with few values in the first rows."""
+    maybe = [i for i, k in enumerate(kinds) if k in ("integer", "float", "decimal", "string")]
+    chosen = {i for i, k in enumerate(kinds) if k == "boolean"}
+    for batch in _batches(maybe):
+        distinct = vc.probe_distinct(cur, src, [schema[i][0] for i in batch])
+        chosen |= {i for i, d in zip(batch, distinct, strict=True) if d <= vc.PROBE_MAX_DISTINCT}
+    return chosen
+
+
+def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values: list,
+                        counts: np.ndarray) -> ColumnProfile:
+    """A column's profile from the count of each of its values (core.value_counts): every figure exact."""
+    fields: dict = {}
+    if kind in NUMERIC:
+        stats = vc.numeric_stats(values, counts, kind, QUANTILES)
+        finite = stats.pop("finite", None)
+        qs = stats.pop("quantiles")
+        fields.update(stats, quantiles={f"p{round(p * 100)}": v for p, v in zip(QUANTILES, qs, strict=True)}
+                      if qs else None)
+        if kind == "integer" and stats["min"] is not None:
+            fields.update(min=int(stats["min"]), max=int(stats["max"]))
+        if finite is not None:
+            lo, hi, start, width, n = histogram_plan(kind, qs, stats["min"], stats["max"])
+            counts_in, below, above = vc.histogram_counts(*finite, lo, hi, start, width, n)
+            fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)),
+                                            counts=tuple(counts_in), below=below, above=above)
+    elif kind == "string":
+        fields.update(vc.string_stats(values, counts))
+    else:  # boolean
+        present = [v for v in values if v is not None]
+        fields.update(count=int(sum(c for v, c in zip(values, counts.tolist(), strict=True) if v is not None)),
+                      distinct=len(present), min=min(present, default=None), max=max(present, default=None))
+    count = fields.pop("count")
+    if kind != "float":
+        top = vc.top_values(values, counts, TOP_K)
+        fields["top"] = tuple((jsonable(v), n) for v, n in top)
+        fields["other"] = count - sum(n for _, n in top)
+    missing = rows - count
+    return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
+                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
 
 
 def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s2: dict,
@@ -331,8 +418,10 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
         if kind == "float":
             pinf, ninf = int(g("pinf") or 0), int(g("ninf") or 0)
             fields.update(nan=int(g("nonfinite") or 0) - pinf - ninf, pos_inf=pinf, neg_inf=ninf)
+        if plan == "sketch":
+            fields.update(_from_sketch(kind, s2.get(f"c{i}_skp") or {}, s2.get(f"c{i}_skn") or {}, fields))
         hist = s2.get(f"c{i}_hist")
-        if hist is not None and plan is not None:
+        if hist is not None and plan is not None and plan != "sketch":
             start, width, n = plan
             fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)),
                                             counts=tuple(int(hist.get(k, 0)) for k in range(n)),
@@ -356,6 +445,20 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
         fields["other"] = count - sum(n for _, n in ranked)
     return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
                          missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+
+
+def _from_sketch(kind: str, positive: dict, negative: dict, fields: dict) -> dict:
+    """Quantiles and histogram of a column from its logarithmic bucket counts (core.sketch)."""
+    lowest, highest = float(fields["min"]), float(fields["max"])
+    qs = sketch.quantiles(positive, negative, fields["zeros"], QUANTILES, lowest, highest)
+    if qs is None:
+        return {}
+    lo, hi, start, width, n = histogram_plan(kind, qs, lowest, highest)
+    edges = [start + k * width for k in range(n + 1)]
+    counts, below, above = sketch.histogram(positive, negative, fields["zeros"], [lo, *edges[1:-1], hi],
+                                            lowest, highest)
+    return {"quantiles": {f"p{round(p * 100)}": v for p, v in zip(QUANTILES, qs, strict=True)},
+            "histogram": Histogram(edges=tuple(edges), counts=tuple(counts), below=below, above=above)}
 
 
 def _num(value: object) -> float | None:

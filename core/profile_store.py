@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
 from core import catalog as cat
-from core.profile import Profile, profile_table
+from core.profile import Profile, Progress, profile_table
 from core.settings import Settings
 
 FORMAT_VERSION = 1
@@ -27,7 +26,7 @@ def profile_path(settings: Settings, dataset: cat.Dataset, exact: bool) -> Path:
 
 
 def load_or_profile(con: duckdb.DuckDBPyConnection, dataset: cat.Dataset, settings: Settings, *,
-                    exact: bool = False, progress: Callable[[int, int], None] | None = None,
+                    exact: bool = False, progress: Progress | None = None,
                     refresh: bool = False, compute: bool = True) -> tuple[Profile | None, bool]:
     """(profile, True) from the workspace when the files are unchanged; else profile, keep it, (profile, False).
 

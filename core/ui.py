@@ -8,7 +8,7 @@ import hmac
 import os
 import runpy
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -183,7 +183,7 @@ def preview(name: str, columns: tuple[str, ...], where: str, order_by: str | Non
 
 
 def profile(name: str, exact: bool, *, run: bool = False,
-            progress: Callable[[int, int], None] | None = None) -> tuple[prof.Profile | None, bool]:
+            progress: prof.Progress | None = None) -> tuple[prof.Profile | None, bool]:
     """(profile, from_workspace): the kept profile of the current files, or a new one when `run`.
 
     Without `run`, nothing is computed: (None, False) when no profile of these files is kept yet.

@@ -27,7 +27,7 @@ run = st.button("Profile the full data", key="profile_run", type="primary", icon
 bar = st.progress(0.0, text="Profiling…") if run else None
 
 
-def show_progress(done: int, total: int) -> None:
+def show_progress(done: int, total: int, ready: tuple) -> None:
     scan, n = (1, done) if done <= cols else (2, done - cols)
     bar.progress(done / total, text=f"Scan {scan} of 2 · {n:,} of {cols:,} columns")
 

@@ -21,6 +21,7 @@ import pytest
 
 from core import catalog as cat
 from core import profile as prof
+from core import value_counts
 from core.profile import Profile, profile_table
 from tests.conftest import WEIRD, write_parquet
 
@@ -57,6 +58,15 @@ def mixed_table(rows: int = N) -> pa.Table:
                          pa.timestamp("us")),
         "tags": pa.array(_nulls([[i % 3] * (i % 4) for i in range(rows)], 6), pa.list_(pa.int64())),
     })
+
+
+@pytest.fixture(autouse=True, params=["by value", "by aggregates"])
+def path(request, monkeypatch) -> str:
+    """Run every test twice: columns with few values counted by value (the default), and the aggregate
+    path every column takes when it has many values (forced here by a zero probe threshold)."""
+    if request.param == "by aggregates":
+        monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
+    return request.param
 
 
 MIXED = mixed_table()
@@ -302,7 +312,7 @@ def test_histogram_accounts_for_every_finite_value(mixed, name):
 
 
 @pytest.mark.parametrize("exact", [True, False])
-def test_histogram_counts_outliers_apart(con, catalog, root, exact):
+def test_histogram_counts_outliers_apart(con, catalog, root, exact, path):
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.normal(0, 1, 2000), [1e6, -1e6, 5e5, math.nan, math.inf]])
     ints = np.concatenate([rng.integers(0, 1000, 2000), [10**9, -(10**9), 10**8, 0, 0]])
@@ -318,9 +328,14 @@ def test_histogram_counts_outliers_apart(con, catalog, root, exact):
             lo, hi = math.floor(lo), math.ceil(hi)
         assert h.edges[0] == pytest.approx(lo) and h.edges[-1] == pytest.approx(hi)
         assert len(h.counts) == prof.BINS
-        assert h.below == int((fin < lo).sum()) >= 2 and h.above == int((fin > hi).sum()) >= 2
         inside = fin[(fin >= lo) & (fin <= hi)]
-        assert list(h.counts) == np.histogram(inside, bins=np.array(h.edges))[0].tolist()
+        want = [int((fin < lo).sum()), *np.histogram(inside, bins=np.array(h.edges))[0].tolist(), int((fin > hi).sum())]
+        got = [h.below, *h.counts, h.above]
+        assert want[0] >= 2 and want[-1] >= 2
+        if exact or path == "by value":
+            assert got == want
+        else:  # laid over a sketch's buckets (core.sketch): the same total, a cumulative error under 1 %
+            assert sum(got) == sum(want) and np.abs(np.cumsum(got) - np.cumsum(want)).max() <= 0.01 * len(fin)
 
 
 def test_narrow_integer_column_has_whole_number_bins(con, catalog, root):
@@ -625,6 +640,45 @@ def test_modes_agree_on_everything_but_the_approximations(con, catalog, root, mi
         if e.histogram is not None:
             fin = _finite(_series(a.name))
             assert sum(a.histogram.counts) + a.histogram.below + a.histogram.above == len(fin)
+
+
+def test_a_column_the_probe_misjudged_is_profiled_by_aggregates(con, catalog, root, monkeypatch):
+    monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
+    by_aggregates = _profile(con, catalog, root, MIXED, name="aggregates")
+    # The first 8 rows look like few values; counting finds more than MAX_VALUES and falls back.
+    monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", 5_000)
+    monkeypatch.setattr(value_counts, "PROBE_ROWS", 8)
+    monkeypatch.setattr(value_counts, "MAX_VALUES", 50)
+    fallback = _profile(con, catalog, root, MIXED, name="fallback")
+    many = {c.name for c in by_aggregates.columns if c.distinct is not None and c.distinct > 50}
+    assert many == {"int", "float", "float32", "day", "when"}
+    for got, want in zip(fallback.columns, by_aggregates.columns, strict=True):
+        if got.name in many or got.kind == "boolean":  # booleans are always counted by value
+            assert got == want
+
+
+def test_progress_counts_column_scans_and_hands_over_finished_columns(con, catalog, root):
+    path = write_parquet(root / "p.parquet", MIXED)
+    cat.register(con, catalog, str(path), name="p")
+    calls = []
+    p = profile_table(con, "p", exact=True, progress=lambda done, total, ready: calls.append((done, total, ready)))
+    assert calls[-1][0] == calls[-1][1] and [d for d, _, _ in calls] == sorted(d for d, _, _ in calls)
+    assert calls[-1][2] == p.columns
+    assert all(c in p.columns for _, _, r in calls for c in r) and len(calls[0][2]) < len(p.columns)
+
+
+def test_raising_from_progress_stops_the_profile(con, catalog, root):
+    path = write_parquet(root / "c.parquet", MIXED)
+    cat.register(con, catalog, str(path), name="c")
+    calls = []
+
+    def cancel(done, total, ready):
+        calls.append(done)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_table(con, "c", progress=cancel)
+    assert len(calls) == 1
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""Exact column statistics from value counts: the fast path for columns with few distinct values.
+
+Most columns of a real table (categories, flags, small integers, rounded scores) hold a few
+thousand distinct values at most. For those, one ``GROUP BY GROUPING SETS`` query counts every
+value of every such column in a single scan, and everything a profile shows follows exactly from
+the (value, count) pairs: missing, distinct, extremes, moments, quantiles, zeros, top values,
+histogram. That is cheaper than the dozen aggregates per column it replaces, and exact.
+
+Which columns qualify is guessed from the first rows (``probe_distinct``); a guess that proves
+wrong (more than ``MAX_VALUES`` values) is caught while the counts stream in, and that column goes
+back to the general aggregate path.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+
+from core.engine import quote_ident
+
+PROBE_ROWS = 131_072
+# A column whose first PROBE_ROWS rows hold at most this many distinct values is counted by value.
+PROBE_MAX_DISTINCT = 5_000
+# Counting stops for a column that turns out to hold more values than this; it is profiled by aggregates.
+MAX_VALUES = 100_000
+
+
+def probe_distinct(cur: duckdb.DuckDBPyConnection, src: str, names: Sequence[str]) -> list[int]:
+    """Approximate distinct values of each column among the first PROBE_ROWS rows (cheap: one row group)."""
+    if not names:
+        return []
+    cols = ", ".join(f"approx_count_distinct({quote_ident(n)})" for n in names)
+    inner = ", ".join(quote_ident(n) for n in names)
+    return [int(v or 0) for v in cur.sql(f"SELECT {cols} FROM (SELECT {inner} FROM {src} LIMIT {PROBE_ROWS})")
+            .fetchall()[0]]
+
+
+def count_values(cur: duckdb.DuckDBPyConnection, src: str, names: Sequence[str],
+                 keys: Sequence[str] | None = None) -> tuple[dict[int, tuple[list, np.ndarray]], set[int]]:
+    """Count every value of each column in one scan.
+
+    Returns ({position in `names`: (values, counts)}, positions that overflowed MAX_VALUES). Missing
+    values are counted as None. `keys` optionally replaces a column by an SQL expression over it.
+    """
+    k = len(names)
+    if not k:
+        return {}, set()
+    exprs = keys or [quote_ident(n) for n in names]
+    aliases = [f"v{j}" for j in range(k)]
+    inner = ", ".join(f"{e} AS {a}" for e, a in zip(exprs, aliases, strict=True))
+    sets = ", ".join(f"({a})" for a in aliases)
+    sql = (f"SELECT GROUPING_ID({', '.join(aliases)}) AS g, {', '.join(aliases)}, count(*) AS n "
+           f"FROM (SELECT {inner} FROM {src}) GROUP BY GROUPING SETS ({sets})")
+    full = (1 << k) - 1
+    position = {full ^ (1 << (k - 1 - j)): j for j in range(k)}  # GROUPING_ID: 1 bits = not grouped
+    values: dict[int, list] = {j: [] for j in range(k)}
+    counts: dict[int, list] = {j: [] for j in range(k)}
+    reader = cur.sql(sql).to_arrow_reader(batch_size=65_536)
+    try:
+        for batch in reader:
+            g = batch.column(0).to_numpy()
+            n = batch.column(k + 1).to_numpy()
+            for gid in np.unique(g):
+                j = position[int(gid)]
+                rows = np.flatnonzero(g == gid)
+                counts[j].extend(n[rows].tolist())
+                values[j].extend(batch.column(j + 1).take(rows).to_pylist())
+            over = {j for j in range(k) if len(counts[j]) > MAX_VALUES}
+            if over:
+                return {}, over
+    finally:
+        reader.close()
+    return {j: (values[j], np.asarray(counts[j], dtype=np.int64)) for j in range(k)}, set()
+
+
+def _weighted_quantiles(x: np.ndarray, w: np.ndarray, probs: Sequence[float]) -> list[float]:
+    """quantile_cont over the values x repeated w times (x sorted): linear interpolation, as DuckDB and NumPy."""
+    cum = np.cumsum(w)
+    n = int(cum[-1])
+    out = []
+    for p in probs:
+        h = (n - 1) * p
+        lo, hi = math.floor(h), math.ceil(h)
+        a, b = x[np.searchsorted(cum, lo, side="right")], x[np.searchsorted(cum, hi, side="right")]
+        out.append(float(a + (h - lo) * (b - a)))
+    return out
+
+
+def numeric_stats(values: list, counts: np.ndarray, kind: str, probs: Sequence[float]) -> dict:
+    """Count, extremes, moments, quantiles, zeros, negatives and non-finite counts from value counts."""
+    present = [(float(v), c) for v, c in zip(values, counts.tolist(), strict=True) if v is not None]
+    x = np.array([v for v, _ in present], dtype=np.float64)
+    w = np.array([c for _, c in present], dtype=np.int64)
+    out = {"count": int(w.sum()), "distinct": len(x), "zeros": int(w[x == 0].sum()), "negatives": int(w[x < 0].sum())}
+    if kind == "float":
+        out.update(nan=int(w[np.isnan(x)].sum()), pos_inf=int(w[x == math.inf].sum()),
+                   neg_inf=int(w[x == -math.inf].sum()))
+    fin = np.isfinite(x)
+    x, w = x[fin], w[fin]
+    if not len(x):
+        return {**out, "min": None, "max": None, "mean": None, "std": None, "quantiles": None}
+    order = np.argsort(x)
+    x, w = x[order], w[order]
+    n = int(w.sum())
+    mean = float(np.dot(x, w) / n)
+    std = float(math.sqrt(float(np.dot(w, (x - mean) ** 2)) / (n - 1))) if n > 1 else None
+    qs = _weighted_quantiles(x, w, probs)
+    return {**out, "min": float(x[0]), "max": float(x[-1]), "mean": mean, "std": std,
+            "quantiles": qs, "finite": (x, w)}
+
+
+def histogram_counts(x: np.ndarray, w: np.ndarray, lo: float, hi: float, start: float, width: float,
+                     n: int) -> tuple[list[int], int, int]:
+    """(counts per bin, below, above): the same bucketing as the SQL path, over weighted values."""
+    below = int(w[x < lo].sum())
+    above = int(w[x > hi].sum())
+    inside = (x >= lo) & (x <= hi)
+    idx = np.minimum(np.floor((x[inside] - start) / width).astype(np.int64), n - 1)
+    return np.bincount(idx, weights=w[inside], minlength=n).astype(np.int64).tolist(), below, above
+
+
+def string_stats(values: list, counts: np.ndarray) -> dict:
+    """Count, empty strings, length statistics and extremes from value counts."""
+    present = [(v, c) for v, c in zip(values, counts.tolist(), strict=True) if v is not None]
+    if not present:
+        return {"count": 0, "distinct": 0, "empty": 0, "length_min": None, "length_max": None, "length_mean": None,
+                "min": None, "max": None}
+    lengths = np.array([len(v) for v, _ in present], dtype=np.int64)
+    w = np.array([c for _, c in present], dtype=np.int64)
+    texts = [v for v, _ in present]
+    return {"count": int(w.sum()), "distinct": len(present), "empty": int(w[lengths == 0].sum()),
+            "length_min": int(lengths.min()), "length_max": int(lengths.max()),
+            "length_mean": float(np.dot(lengths, w) / w.sum()), "min": min(texts), "max": max(texts)}
+
+
+def top_values(values: list, counts: np.ndarray, k: int) -> tuple[tuple[object, int], ...]:
+    """The k most frequent non-missing values, ties by their text (as the SQL path ranks them)."""
+    pairs = [(v, int(c)) for v, c in zip(values, counts.tolist(), strict=True) if v is not None]
+    pairs.sort(key=lambda vc: (-vc[1], str(vc[0])))
+    return tuple(pairs[:k])
