@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 import duckdb
 import numpy as np
@@ -26,9 +27,9 @@ from core.fmt import jsonable
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 # Up to this many rows, duplicate rows are counted exactly (distinct 64-bit row hashes); above it,
-# estimated with HyperLogLog, whose ~2 % error is reported as "none found" when it is within it.
-DUPLICATES_HASH_MAX_ROWS = 20_000_000
-HLL_RELATIVE_ERROR = 0.05
+# estimated from one row-hash partition in DUPLICATES_PARTITIONS.
+DUPLICATES_HASH_MAX_ROWS = 5_000_000
+DUPLICATES_PARTITIONS = 16
 # Columns per aggregate query: DuckDB's memory for one query grows with its number of aggregates
 # (240 histograms over 3 rows exhausted 1 GB), and Parquet reads only the batch's columns anyway.
 BATCH_COLUMNS = 32
@@ -60,6 +61,7 @@ def column_kind(duck_type: str) -> str:
 
 
 NUMERIC = ("integer", "float", "decimal")
+TOP_KINDS = ("string", "boolean", "integer", "decimal", "temporal")  # floats get a histogram instead
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,14 @@ def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, st
                 (f"c{i}_mean", f"avg({x}::DOUBLE) FILTER (WHERE {finite})"),
                 (f"c{i}_std", f"stddev_samp({x}::DOUBLE) FILTER (WHERE {finite})"),
                 (f"c{i}_zeros", f"count_if({q} = 0)"), (f"c{i}_neg", f"count_if({q} < 0)")]
-        if exact:  # otherwise quantiles come from a sketch in scan 2 (core.sketch)
+        if exact:  # exact quantiles, then an exact histogram between them in scan 2
             out.append((f"c{i}_q", f"quantile_cont({x}, {qs}) FILTER (WHERE {finite})"))
+        else:  # quantiles and histogram from a logarithmic sketch, in this same scan (core.sketch)
+            d = f"{q}::DOUBLE"
+            pos, neg = sketch.bucket_sql(d)
+            # NOT isfinite first (see _scan2_exprs); ln() must never see zero, a negative, NaN or Inf.
+            out += [(f"c{i}_skp", f"histogram(CASE WHEN NOT isfinite({d}) THEN NULL WHEN {d} > 0 THEN {pos} END)"),
+                    (f"c{i}_skn", f"histogram(CASE WHEN NOT isfinite({d}) THEN NULL WHEN {d} < 0 THEN {neg} END)")]
         if kind == "float":
             # NaN = non-finite minus infinities: count_if(isnan(x)) can be answered wrongly from Parquet
             # statistics, which leave NaN out.
@@ -183,8 +191,8 @@ def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, st
                 (f"c{i}_min", f"min({q})"), (f"c{i}_max", f"max({q})")]
     elif kind in ("boolean", "temporal"):
         out += [(f"c{i}_min", f"min({q})"), (f"c{i}_max", f"max({q})")]
-    if kind in ("string", "boolean", "integer", "decimal", "temporal"):
-        out.append((f"c{i}_cands", f"approx_top_k({_top_key(q, kind)}, {TOP_K})"))
+    if kind == "temporal":  # rows per day, rolled up to weeks, months or years in Python
+        out.append((f"c{i}_days", f"histogram(date_trunc('day', {q})::DATE)"))
     return out
 
 
@@ -213,36 +221,26 @@ def histogram_plan(kind: str, quantiles: list | None, lo_value: float, hi_value:
     return (lo, hi, *_bins(lo, hi, kind))
 
 
-def _scan2_exprs(i: int, col: str, kind: str, s1: dict, params: list, plans: dict) -> list[tuple[str, str]]:
-    """Histogram, time-bucket and top-value aggregates for column i, planned from scan 1's results."""
-    q = quote_ident(col)
-    out = []
-    if kind in NUMERIC and s1.get(f"c{i}_min") is not None and f"c{i}_q" not in s1:
-        x = f"{q}::DOUBLE"
-        pos, neg = sketch.bucket_sql(x)
-        # NOT isfinite first, as below; ln() must never see zero, a negative, NaN or Inf.
-        out += [(f"c{i}_skp", f"histogram(CASE WHEN NOT isfinite({x}) THEN NULL WHEN {x} > 0 THEN {pos} END)"),
-                (f"c{i}_skn", f"histogram(CASE WHEN NOT isfinite({x}) THEN NULL WHEN {x} < 0 THEN {neg} END)")]
-        plans[i] = "sketch"
-    elif kind in NUMERIC and s1.get(f"c{i}_min") is not None:
-        lo, hi, start, width, n = histogram_plan(kind, s1[f"c{i}_q"], float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"]))
-        x = f"{q}::DOUBLE"
-        # NOT isfinite first: DuckDB may drop the other tests using Parquet statistics (which leave
-        # NaN out), and NaN must never reach the INTEGER cast.
-        bucket = (f"CASE WHEN NOT isfinite({x}) THEN NULL WHEN {x} < {lo!r} THEN -1 WHEN {x} > {hi!r} THEN {n} "
-                  f"ELSE least(floor(({x} - {start!r}) / {width!r})::INTEGER, {n - 1}) END")
-        out.append((f"c{i}_hist", f"histogram({bucket}) FILTER (WHERE isfinite({x}))"))
-        plans[i] = (start, width, n)
-    if kind == "temporal" and s1.get(f"c{i}_min") is not None:
-        unit = _time_unit(s1[f"c{i}_min"], s1[f"c{i}_max"])
-        out.append((f"c{i}_time", f"histogram(date_trunc('{unit}', {q})::DATE)"))
-        plans[i] = unit
-    cands = s1.get(f"c{i}_cands")
-    if cands:
-        params.append(list(cands))
-        key = _top_key(q, kind)
-        out.append((f"c{i}_top", f"histogram({key}) FILTER (WHERE list_contains(${len(params)}, {key}))"))
-    return out
+def _scan2_exprs(i: int, col: str, kind: str, s1: dict, plans: dict) -> list[tuple[str, str]]:
+    """Exact mode: the histogram of column i between its exact p1 and p99 from scan 1."""
+    if kind not in NUMERIC or s1.get(f"c{i}_min") is None or f"c{i}_q" not in s1:
+        return []
+    lo, hi, start, width, n = histogram_plan(kind, s1[f"c{i}_q"], float(s1[f"c{i}_min"]), float(s1[f"c{i}_max"]))
+    x = f"{quote_ident(col)}::DOUBLE"
+    # NOT isfinite first: DuckDB may drop the other tests using Parquet statistics (which leave
+    # NaN out), and NaN must never reach the INTEGER cast.
+    bucket = (f"CASE WHEN NOT isfinite({x}) THEN NULL WHEN {x} < {lo!r} THEN -1 WHEN {x} > {hi!r} THEN {n} "
+              f"ELSE least(floor(({x} - {start!r}) / {width!r})::INTEGER, {n - 1}) END")
+    plans[i] = (start, width, n)
+    return [(f"c{i}_hist", f"histogram({bucket}) FILTER (WHERE isfinite({x}))")]
+
+
+def _top_values(cur: duckdb.DuckDBPyConnection, src: str, col: str, kind: str) -> list[tuple[object, int]]:
+    """The TOP_K most frequent values of one column with their exact counts (a grouped count of that column)."""
+    key = _top_key(quote_ident(col), kind)
+    return [(v, int(n)) for v, n in cur.sql(
+        f"SELECT v, count(*) AS n FROM (SELECT {key} AS v FROM {src}) WHERE v IS NOT NULL GROUP BY v "
+        f"ORDER BY n DESC, v::VARCHAR LIMIT {TOP_K}").fetchall()]
 
 
 def _aggregate(cur: duckdb.DuckDBPyConnection, src: str, exprs: list[tuple[str, str]],
@@ -254,18 +252,31 @@ def _aggregate(cur: duckdb.DuckDBPyConnection, src: str, exprs: list[tuple[str, 
     return dict(zip(rel.columns, rel.fetchall()[0], strict=True))
 
 
-def _duplicates_expr(cols_all: str, total: int, exact: bool) -> tuple[str, str]:
-    """How duplicate rows are counted at this size, and the note that says so."""
+APPROX_NOTE = ("Columns with few values are counted exactly; for the others, distinct counts are approximate "
+               "(HyperLogLog) and quantiles come from a logarithmic sketch (within 1 % of the value at that rank), "
+               "their histograms laid over it.")
+
+
+def _duplicates(cur: duckdb.DuckDBPyConnection, src: str, cols_all: str, total: int,
+                exact: bool) -> tuple[int, int, str]:
+    """(rows, duplicate rows, the note that says how they were counted)."""
     if exact:
-        return (f"count(DISTINCT ({cols_all},))",
-                "Exact mode: distinct counts, quantiles and duplicate rows are exact.")
+        head = _aggregate(cur, src, [("rows", "count(*)"), ("distinct_rows", f"count(DISTINCT ({cols_all},))")])
+        return int(head["rows"]), int(head["rows"]) - int(head["distinct_rows"] or 0), \
+            "Exact mode: distinct counts, quantiles and duplicate rows are exact."
     if total <= DUPLICATES_HASH_MAX_ROWS:
-        return (f"count(DISTINCT hash({cols_all}))",
-                "Distinct counts (HyperLogLog) and quantiles (t-digest) are approximate; "
-                "duplicate rows are counted by row hash.")
-    return (f"approx_count_distinct(hash({cols_all}))",
-            "Distinct counts (HyperLogLog) and quantiles (t-digest) are approximate; duplicate rows are "
-            f"estimated (HyperLogLog) and reported as 0 within its {HLL_RELATIVE_ERROR:.0%} error.")
+        head = _aggregate(cur, src, [("rows", "count(*)"), ("distinct_rows", f"count(DISTINCT hash({cols_all}))")])
+        return int(head["rows"]), int(head["rows"]) - int(head["distinct_rows"] or 0), \
+            APPROX_NOTE + " Duplicate rows are counted by row hash."
+    # Every copy of a row has the same hash, so the rows of one hash partition hold whole groups of
+    # copies: their duplicate share, counted exactly, estimates the table's without bias.
+    # (A WHERE, not an aggregate FILTER: DuckDB then hashes only the partition's rows into the set.)
+    head = cur.sql(f"SELECT count(*), count(DISTINCT h) FROM (SELECT hash({cols_all}) AS h FROM {src}) "
+                   f"WHERE h % {DUPLICATES_PARTITIONS} = 0").fetchall()[0]
+    part_rows, part_distinct = (int(v or 0) for v in head)
+    share = (part_rows - part_distinct) / part_rows if part_rows else 0.0
+    return total, round(share * total), (APPROX_NOTE + " Duplicate rows are estimated from the rows of one "
+                                       f"row-hash partition in {DUPLICATES_PARTITIONS} (copies share a hash).")
 
 
 Progress = Callable[[int, int, tuple["ColumnProfile", ...]], None]
@@ -306,15 +317,10 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
         src = quote_ident(table)
         total = int(cur.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])  # Parquet metadata: cheap
         cols_all = ", ".join(quote_ident(n) for n, _ in schema)
-        dup_expr, note = _duplicates_expr(cols_all, total, exact)
-        head = _aggregate(cur, src, [("rows", "count(*)"), ("distinct_rows", dup_expr)])
-        rows = int(head["rows"])
-        duplicates = max(0, rows - int(head["distinct_rows"] or 0))
-        if not exact and total > DUPLICATES_HASH_MAX_ROWS and duplicates <= HLL_RELATIVE_ERROR * rows:
-            duplicates = 0
-        by_value = _by_value(cur, src, schema, kinds)
+        rows, duplicates, note = _duplicates(cur, src, cols_all, total, exact)
+        by_value, unique = _plan(cur, src, schema, kinds)
         general = [i for i in range(len(schema)) if i not in by_value]
-        steps, done = len(by_value) + 2 * len(general), 0
+        steps, done = len(by_value) + (2 if exact else 1) * len(general), 0
 
         def report(n: int) -> None:
             nonlocal done
@@ -328,22 +334,25 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
                 moved = {batch[j] for j in over}
                 general = sorted(set(general) | moved)
                 batch = [i for i in batch if i not in moved]
-                steps += len(moved)
+                steps += len(moved) * (1 if exact else 0)
                 counted, over = vc.count_values(cur, src, [schema[i][0] for i in batch])
             for j, i in enumerate(batch):
                 ready[i] = _column_from_counts(schema[i][0], schema[i][1], kinds[i], rows, *counted[j])
             report(len(batch))
         s1: dict = {}
-        for batch in _batches(general):  # counts, extremes, moments, quantiles, distinct, candidates
+        for batch in _batches(general):  # counts, extremes, moments, distinct; sketches or exact quantiles
             s1.update(_aggregate(cur, src, [e for i in batch for e in _scan1_exprs(i, schema[i][0], kinds[i], exact)]))
+            for i in batch:
+                # A column that looked unique per row gets top values only if the full count says otherwise.
+                if kinds[i] in TOP_KINDS and s1[f"c{i}_count"] and (
+                        i not in unique or (s1[f"c{i}_distinct"] or 0) < vc.UNIQUE_SHARE * s1[f"c{i}_count"]):
+                    s1[f"c{i}_top"] = _top_values(cur, src, schema[i][0], kinds[i])
+                if not exact:
+                    ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, {}, None)
             report(len(batch))
-        s2: dict = {}
         plans: dict = {}
-        for batch in _batches(general):  # histograms, time buckets, exact top-value counts
-            params: list = []
-            exprs = [e for i in batch for e in _scan2_exprs(i, schema[i][0], kinds[i], s1, params, plans)]
-            if rows:
-                s2.update(_aggregate(cur, src, exprs, params))
+        for batch in _batches(general) if exact else ():  # exact histograms between exact quantiles
+            s2 = _aggregate(cur, src, [e for i in batch for e in _scan2_exprs(i, schema[i][0], kinds[i], s1, plans)])
             for i in batch:
                 ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, s2, plans.get(i))
             report(len(batch))
@@ -357,14 +366,23 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
                    duplicate_rows=duplicates, exact=exact, seconds=time.perf_counter() - started, notes=(note,))
 
 
-def _by_value(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]], kinds: list[str]) -> set[int]:
-    """Columns to profile from their value counts: booleans, and numbers or text with few values in the first rows."""
-    maybe = [i for i, k in enumerate(kinds) if k in ("integer", "float", "decimal", "string")]
-    chosen = {i for i, k in enumerate(kinds) if k == "boolean"}
+def _plan(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]],
+          kinds: list[str]) -> tuple[set[int], set[int]]:
+    """(columns to count by value, columns that look unique per row), from a probe of the first rows.
+
+    Booleans are always counted by value; numbers and text when the probe finds few values.
+    """
+    maybe = [i for i, k in enumerate(kinds) if k in NUMERIC + ("string", "temporal")]
+    by_value = {i for i, k in enumerate(kinds) if k == "boolean"}
+    unique: set[int] = set()
     for batch in _batches(maybe):
-        distinct = vc.probe_distinct(cur, src, [schema[i][0] for i in batch])
-        chosen |= {i for i, d in zip(batch, distinct, strict=True) if d <= vc.PROBE_MAX_DISTINCT}
-    return chosen
+        probed, distinct = vc.probe_distinct(cur, src, [schema[i][0] for i in batch])
+        for i, d in zip(batch, distinct, strict=True):
+            if kinds[i] != "temporal" and vc.few_values(d, probed):
+                by_value.add(i)
+            elif vc.looks_unique(d, probed):
+                unique.add(i)
+    return by_value, unique
 
 
 def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values: list,
@@ -418,10 +436,10 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
         if kind == "float":
             pinf, ninf = int(g("pinf") or 0), int(g("ninf") or 0)
             fields.update(nan=int(g("nonfinite") or 0) - pinf - ninf, pos_inf=pinf, neg_inf=ninf)
-        if plan == "sketch":
-            fields.update(_from_sketch(kind, s2.get(f"c{i}_skp") or {}, s2.get(f"c{i}_skn") or {}, fields))
+        if f"c{i}_skp" in s1 and fields["min"] is not None:
+            fields.update(_from_sketch(kind, g("skp") or {}, g("skn") or {}, fields))
         hist = s2.get(f"c{i}_hist")
-        if hist is not None and plan is not None and plan != "sketch":
+        if hist is not None and plan is not None:
             start, width, n = plan
             fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)),
                                             counts=tuple(int(hist.get(k, 0)) for k in range(n)),
@@ -431,20 +449,28 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
                       length_mean=_num(g("lmean")), min=g("min"), max=g("max"))
     elif kind in ("boolean", "temporal"):
         fields.update(min=g("min"), max=g("max"))
-    times = s2.get(f"c{i}_time")
-    if times:
-        keys = sorted(times)
-        fields["over_time"] = TimeCounts(unit=str(plan), periods=tuple(k.isoformat() for k in keys),
-                                         counts=tuple(int(times[k]) for k in keys))
-    top = s2.get(f"c{i}_top")
+    if g("days"):
+        fields["over_time"] = _over_time(g("days"), _time_unit(g("min"), g("max")))
+    top = g("top")
     if top:
-        ranked = sorted(top.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_K]
+        ranked = sorted(top, key=lambda kv: (-kv[1], str(kv[0])))
         # Times were counted as DuckDB text ('2013-01-01 05:00:00'): shown in ISO form like every other time.
         iso = (lambda v: v.replace(" ", "T", 1)) if kind == "temporal" else jsonable
         fields["top"] = tuple((iso(v), int(n)) for v, n in ranked)
         fields["other"] = count - sum(n for _, n in ranked)
     return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
                          missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+
+
+def _over_time(days: dict, unit: str) -> TimeCounts:
+    """Rows per day rolled up to `unit`; periods start on a Monday, the 1st of a month or 1 January."""
+    start = {"day": lambda d: d, "week": lambda d: d - timedelta(days=d.weekday()),
+             "month": lambda d: d.replace(day=1), "year": lambda d: d.replace(month=1, day=1)}[unit]
+    totals: dict = {}
+    for day, n in days.items():
+        totals[start(day)] = totals.get(start(day), 0) + int(n)
+    keys = sorted(totals)
+    return TimeCounts(unit=unit, periods=tuple(k.isoformat() for k in keys), counts=tuple(totals[k] for k in keys))
 
 
 def _from_sketch(kind: str, positive: dict, negative: dict, fields: dict) -> dict:

@@ -21,20 +21,34 @@ import numpy as np
 from core.engine import quote_ident
 
 PROBE_ROWS = 131_072
-# A column whose first PROBE_ROWS rows hold at most this many distinct values is counted by value.
-PROBE_MAX_DISTINCT = 5_000
+# A column is counted by value when its first PROBE_ROWS rows hold at most this many distinct values,
+# and at most this share of those rows (a high share means values keep coming: an ID, a measurement).
+PROBE_MAX_DISTINCT = 50_000
+PROBE_MAX_SHARE = 0.3
 # Counting stops for a column that turns out to hold more values than this; it is profiled by aggregates.
-MAX_VALUES = 100_000
+MAX_VALUES = 200_000
+# A column whose probe is (almost) all distinct is taken as unique per row: no top values are sought.
+UNIQUE_SHARE = 0.95
 
 
-def probe_distinct(cur: duckdb.DuckDBPyConnection, src: str, names: Sequence[str]) -> list[int]:
-    """Approximate distinct values of each column among the first PROBE_ROWS rows (cheap: one row group)."""
+def probe_distinct(cur: duckdb.DuckDBPyConnection, src: str, names: Sequence[str]) -> tuple[int, list[int]]:
+    """(rows probed, approximate distinct values of each column among the first PROBE_ROWS rows): cheap."""
     if not names:
-        return []
+        return 0, []
     cols = ", ".join(f"approx_count_distinct({quote_ident(n)})" for n in names)
     inner = ", ".join(quote_ident(n) for n in names)
-    return [int(v or 0) for v in cur.sql(f"SELECT {cols} FROM (SELECT {inner} FROM {src} LIMIT {PROBE_ROWS})")
-            .fetchall()[0]]
+    row = cur.sql(f"SELECT count(*), {cols} FROM (SELECT {inner} FROM {src} LIMIT {PROBE_ROWS})").fetchall()[0]
+    return int(row[0]), [int(v or 0) for v in row[1:]]
+
+
+def few_values(distinct: int, rows: int) -> bool:
+    """Whether a probe of `rows` rows with `distinct` values suggests counting the column by value."""
+    return distinct <= PROBE_MAX_DISTINCT and distinct <= max(PROBE_MAX_SHARE * rows, 1_000)
+
+
+def looks_unique(distinct: int, rows: int) -> bool:
+    """Whether a probe suggests one value per row (HyperLogLog runs a few % low, hence the margin)."""
+    return rows >= 1_000 and distinct >= UNIQUE_SHARE * rows
 
 
 def count_values(cur: duckdb.DuckDBPyConnection, src: str, names: Sequence[str],

@@ -62,10 +62,12 @@ def mixed_table(rows: int = N) -> pa.Table:
 
 @pytest.fixture(autouse=True, params=["by value", "by aggregates"])
 def path(request, monkeypatch) -> str:
-    """Run every test twice: columns with few values counted by value (the default), and the aggregate
-    path every column takes when it has many values (forced here by a zero probe threshold)."""
+    """Run every test twice: every column counted by value (forced here; by default, columns with few values),
+    and the aggregate path every column takes when it has many values (forced by a zero probe threshold)."""
     if request.param == "by aggregates":
         monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
+    else:
+        monkeypatch.setattr(value_counts, "PROBE_MAX_SHARE", math.inf)
     return request.param
 
 
@@ -462,15 +464,15 @@ def test_duplicate_rows_of_mixed_kinds(mixed, con, catalog, root):
         assert _profile(con, catalog, root, doubled, exact=exact, name="d").duplicate_rows == expected
 
 
-@pytest.mark.parametrize(("distinct", "expected"), [(20_000, 0), (10_000, 10_000)])
+@pytest.mark.parametrize(("distinct", "expected"), [(20_000, 0), (10_000, 10_000), (19_000, 1_000)])
 def test_duplicate_rows_estimated_above_the_hash_limit(con, catalog, root, monkeypatch, distinct, expected):
-    monkeypatch.setattr(prof, "DUPLICATES_HASH_MAX_ROWS", 0)  # take the HyperLogLog branch on small data
+    monkeypatch.setattr(prof, "DUPLICATES_HASH_MAX_ROWS", 0)  # take the partition branch on small data
     t = pa.table({"k": np.arange(20_000) % distinct, "s": [f"r{k % distinct}" for k in range(20_000)]})
     p = _profile(con, catalog, root, t, exact=False)
     assert any("estimated" in n for n in p.notes)
-    assert abs(p.duplicate_rows - expected) <= prof.HLL_RELATIVE_ERROR * p.rows
-    if expected == 0:
-        assert p.duplicate_rows == 0  # within the error of "none": reported as none
+    # One partition in 16 holds ~1,250 rows; copies travel together, so "none" is exactly 0 and the
+    # estimate's error is the sampling error of ~1/16 of the groups.
+    assert abs(p.duplicate_rows - expected) <= 0.25 * expected
     assert _profile(con, catalog, root, t, exact=True).duplicate_rows == expected
 
 
