@@ -69,7 +69,7 @@ IMBALANCE_SHARE = 0.10
 LEAKAGE_AUC = 0.99  # max(AUC, 1 - AUC)
 LEAKAGE_CORRELATION = 0.99  # |Pearson/Spearman r| for a numeric target, or eta (correlation ratio)
 LEAKAGE_NORMALIZED_MI = 0.95  # mutual information / the target's entropy (both in nats)
-LEAKAGE_METRICS = ("auc", "correlation", "eta", "mutual_info")
+LEAKAGE_METRICS = ("auc", "correlation", "pearson", "eta", "mutual_info")  # core.target names Pearson's r "pearson"
 
 NUMERIC = ("integer", "float", "decimal")
 
@@ -116,8 +116,8 @@ def _num(value: object) -> str:
 
 
 def _value(value: object) -> str:
-    """A data value quoted for a sentence, cut short when long."""
-    text = value if isinstance(value, str) else _num(value)
+    """A data value quoted for a sentence, cut short when long (whole numbers as stored: 2013, not 2,013)."""
+    text = value if isinstance(value, str) else str(value) if isinstance(value, int) else _num(value)
     text = text if len(text) <= 30 else text[:29] + "…"
     return f"'{text}'" if isinstance(value, str) else text
 
@@ -502,9 +502,10 @@ def _leakage(target: str, r: object, entropy: float | None) -> Alert | None:
     evidence: dict = {"feature": feature, "metric": metric, "score": score}
     if metric == "auc":
         strength, threshold, label = score, LEAKAGE_AUC, f"AUC {score:.3f}"
-    elif metric in ("correlation", "eta"):
+    elif metric in ("correlation", "pearson", "eta"):
         strength, threshold = abs(score), LEAKAGE_CORRELATION
-        label = f"correlation {score:+.3f}" if metric == "correlation" else f"eta {score:.3f}"
+        signed = getattr(r, "raw", None) if metric == "pearson" else score
+        label = f"eta {score:.3f}" if metric == "eta" else f"correlation {signed if signed is not None else score:+.3f}"
     else:
         if not entropy:
             return None  # cannot normalise: no target entropy given or computable

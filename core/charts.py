@@ -4,7 +4,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from core.correlate import Correlations
+from core.missingness import MissingPatterns
 from core.profile import ColumnProfile, Profile
+from core.target import TargetAnalysis, TargetBreakdown
 
 ACCENT = "#2F6F73"
 MUTED = "#B8C4C8"
@@ -84,16 +86,65 @@ def missing(p: Profile, limit: int = 30) -> go.Figure | None:
 
 def heatmap(c: Correlations) -> go.Figure:
     """A labelled correlation heatmap; each cell shows its value."""
-    lo = 0.0 if c.method == "cramers_v" else -1.0
-    z = [[v if v is not None else None for v in row] for row in c.matrix]
-    text = [["" if v is None else f"{v:.2f}" for v in row] for row in c.matrix]
     names = {"pearson": "Pearson correlation", "spearman": "Spearman rank correlation", "cramers_v": "Cramér's V"}
-    fig = _fig(names[c.method], "", "")
-    fig.add_heatmap(z=z, x=list(c.columns), y=list(c.columns), zmin=lo, zmax=1.0, text=text,
+    return _matrix(names[c.method], c.columns, c.matrix, 0.0 if c.method == "cramers_v" else -1.0)
+
+
+def nullity(m: MissingPatterns) -> go.Figure | None:
+    """How columns go missing together: the correlation of their missing indicators."""
+    if len(m.columns) < 2:
+        return None
+    return _matrix("Missing together (correlation of missing indicators)", m.columns, m.matrix, -1.0)
+
+
+def _matrix(title: str, columns: tuple[str, ...], matrix: tuple, lo: float) -> go.Figure:
+    z = [[v if v is not None else None for v in row] for row in matrix]
+    text = [["" if v is None else f"{v:.2f}" for v in row] for row in matrix]
+    fig = _fig(title, "", "")
+    fig.add_heatmap(z=z, x=list(columns), y=list(columns), zmin=lo, zmax=1.0, text=text,
                     texttemplate="%{text}", colorscale="RdBu" if lo < 0 else "Teal", reversescale=lo < 0,
                     hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>", colorbar=dict(thickness=12))
-    size = max(320, 36 * len(c.columns) + 140)
+    size = max(320, 36 * len(columns) + 140)
     fig.update_layout(height=size)
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", tickangle=-40)
+    return fig
+
+
+METRIC_NAMES = {"auc": "univariate AUC", "mutual_info": "mutual information (nats)", "pearson": "|Pearson r|",
+                "eta": "correlation ratio η", "correlation": "correlation"}
+
+
+def feature_strengths(t: TargetAnalysis, limit: int = 30) -> go.Figure | None:
+    """The features most related to the target (the `limit` strongest), one bar each, labelled by measure."""
+    rel = [f for f in t.features if f.score is not None][:limit]
+    if not rel:
+        return None
+    fig = _fig(f"Features most related to {t.target} ({t.task})", "strength", "")
+    fig.add_bar(x=[f.score for f in rel][::-1], y=[f.feature for f in rel][::-1], orientation="h",
+                marker_color=ACCENT, customdata=[METRIC_NAMES.get(f.metric, f.metric) for f in rel][::-1],
+                hovertemplate="%{y}: %{x:.3f} (%{customdata})<extra></extra>")
+    fig.update_layout(height=max(240, 24 * len(rel) + 90))
+    fig.update_yaxes(type="category")
+    return fig
+
+
+def target_breakdown(b: TargetBreakdown) -> go.Figure:
+    """Rows per bin of a feature (bars) and the target in each bin (line: positive rate or mean)."""
+    fig = _fig(f"{b.target} across {b.feature}", b.feature, "rows")
+    fig.add_bar(x=list(b.labels), y=list(b.rows), marker_color=MUTED, name="rows",
+                hovertemplate="%{x}: %{y:,} rows<extra></extra>")
+    if b.task == "binary":
+        line, label = [100 * r for r in b.positive_rate], f"% {b.target} = {b.positive}"
+    elif b.task == "regression":
+        line, label = list(b.mean), f"mean {b.target}"
+    else:
+        line, label = [100 * s[0] for s in b.shares], f"% {b.target} = {b.classes[0]}" if b.classes else ""
+    fig.add_scatter(x=list(b.labels), y=line, yaxis="y2", mode="lines+markers", name=label,
+                    line=dict(color=ACCENT, width=3), hovertemplate="%{x}: %{y:,.3g}<extra></extra>")
+    share = b.task != "regression"
+    fig.update_layout(yaxis2=dict(title=label, overlaying="y", side="right", showgrid=False,
+                                  range=[0, 100] if share else None, ticksuffix="%" if share else ""),
+                      legend=dict(orientation="h", y=-0.25), height=380)
+    fig.update_xaxes(type="category")
     return fig

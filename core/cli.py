@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from core import catalog as cat
-from core import demo, engine, profile, profile_store, sandbox
+from core import demo, engine, insights, profile, profile_store, report, sandbox
 from core.errors import QuarryError
 from core.fmt import human_bytes, jsonable
 from core.settings import Settings, load_settings
@@ -190,14 +190,42 @@ def cmd_profile(args: argparse.Namespace) -> None:
         p, kept = profile_store.load_or_profile(ctx.con, d, ctx.settings, exact=args.exact, refresh=args.refresh)
     else:
         p, kept = profile.profile_table(ctx.con, d.name, exact=args.exact), False
+    found = insights.insights(ctx.con, p, fmt=d.format, target_column=args.target)
+    if args.html:
+        _write_text(Path(args.html), report.profile_html(p, dataset=d.name, alerts=found.alerts, target=found.target,
+                                                         patterns=found.patterns))
     if args.json:
-        emit_json({**p.to_json(), "kept": kept})
+        emit_json({**p.to_json(), "kept": kept, **found.to_json()})
         return
     print(f"{d.name}: {p.rows:,} rows x {len(p.columns)} columns, {p.missing_cells:,} missing cells, "
           f"{p.duplicate_rows:,} duplicate rows ({p.seconds:.1f} s{', kept from an earlier run' if kept else ''})")
     for note in p.notes:
         print(f"Note: {note}")
     print_table(pa.table(profile.summary_rows(p)))
+    print(f"\nAlerts ({len(found.alerts)}):" if found.alerts else "\nNo alerts.")
+    for a in found.alerts:
+        print(f"  {a.severity:<8} {a.message}")
+    if found.target:
+        t = found.target
+        print(f"\nTarget {t.target} ({t.task}): features by {t.metric}, strongest first")
+        print_table(pa.table({"feature": [f.feature for f in t.features], "metric": [f.metric for f in t.features],
+                              "score": [None if f.score is None else round(f.score, 4) for f in t.features]}))
+    if args.html:
+        print(f"\nReport written to {args.html}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all (a temporary file beside it, then a rename)."""
+    if not path.parent.is_dir():
+        raise QuarryError(f"Cannot write {path}: the folder {path.parent} does not exist.", "Create it first.")
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise QuarryError(f"Cannot write {path}: {exc.strerror}.", "Pick a writable path.") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _print_info(info: cat.DatasetInfo, as_json: bool, verb: str = "") -> None:
@@ -274,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("dataset", help="registered name or path")
     pr.add_argument("--exact", action="store_true", help="exact distinct counts, quantiles and duplicates (slower)")
     pr.add_argument("--refresh", action="store_true", help="profile again even if the files have not changed")
+    pr.add_argument("--target", help="a column to predict: rank every feature by its relation to it")
+    pr.add_argument("--html", help="also write a self-contained HTML report (aggregates only) to this path")
 
     q = command(top, "sql", "run one SELECT over registered datasets (their names are table names)", cmd_sql)
     q.add_argument("query")

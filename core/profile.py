@@ -505,7 +505,11 @@ def _short(value: object) -> str:
 
 def summary_rows(p: Profile) -> dict[str, list]:
     """One line per column, as text columns for a table: the overview of a profile."""
-    cols = p.columns
+    return column_rows(p.columns)
+
+
+def column_rows(cols: tuple[ColumnProfile, ...]) -> dict[str, list]:
+    """One line per column (of a profile, or of the columns finished so far)."""
     return {
         "column": [c.name for c in cols],
         "type": [c.type for c in cols],

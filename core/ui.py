@@ -16,7 +16,8 @@ import duckdb
 import streamlit as st
 
 from core import catalog as cat
-from core import correlate, engine, profile_store, sandbox
+from core import correlate, engine, profile_store, report, sandbox, target
+from core import insights as ins
 from core import profile as prof
 from core.errors import QuarryError
 from core.settings import REPO_ROOT, Settings, load_settings
@@ -192,6 +193,36 @@ def profile(name: str, exact: bool, *, run: bool = False,
     ws = workspace()
     return profile_store.load_or_profile(ws.con, ws.catalog.get(name), ws.settings, exact=exact, progress=progress,
                                          refresh=run, compute=run)
+
+
+def _kept_profile(ws: Workspace, name: str, exact: bool) -> prof.Profile:
+    p, _ = profile_store.load_or_profile(ws.con, ws.catalog.get(name), ws.settings, exact=exact, compute=False)
+    if p is None:
+        raise QuarryError(f"{name} has no profile of its current files yet.", "Press “Profile the full data” first.")
+    return p
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
+def insights(name: str, exact: bool, target_column: str | None, stamp: tuple) -> ins.Insights:
+    """Alerts, missing patterns and target analysis of the kept profile; `stamp` = (catalog version, profile time)."""
+    ws = workspace()
+    return ins.insights(ws.con, _kept_profile(ws, name, exact), fmt=ws.catalog.get(name).format,
+                        target_column=target_column)
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=64)
+def target_breakdown(name: str, exact: bool, target_column: str, feature: str, stamp: tuple) -> target.TargetBreakdown:
+    ws = workspace()
+    return target.target_by_feature(ws.con, name, _kept_profile(ws, name, exact), target_column, feature)
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=8)
+def report_html(name: str, exact: bool, target_column: str | None, stamp: tuple) -> str:
+    """The self-contained HTML report of the kept profile (built when the download is clicked)."""
+    ws = workspace()
+    found = insights(name, exact, target_column, stamp)
+    return report.profile_html(_kept_profile(ws, name, exact), dataset=name, alerts=found.alerts,
+                               target=found.target, patterns=found.patterns)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=64)

@@ -414,3 +414,18 @@ def test_all_alerts_with_a_target(con, catalog, root):
     profile = _target_profile(con, catalog, root, [i % 40 == 0 for i in range(1000)])
     got = all_alerts(profile, target="y", relations=[_rel("x", "auc", 0.999)])
     assert [(a.kind, a.column) for a in got] == [("id_like", "x"), ("leakage", "x"), ("imbalanced", "y")]
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_leakage_from_the_real_target_analysis(con, catalog, root, kind):
+    from core.target import target_relations
+
+    rng = np.random.default_rng(11)
+    y = rng.random(4_000) < 0.3 if kind == "binary" else rng.normal(0, 1, 4_000)
+    t = pa.table({"y": y, "leak": y.astype(float) * 2 + 1, "noise": rng.normal(0, 1, 4_000)})
+    path = write_parquet(root / f"leak_{kind}.parquet", t)
+    cat.register(con, catalog, str(path), name=f"leak_{kind}")
+    p = profile_table(con, f"leak_{kind}", exact=True)
+    rel = target_relations(con, f"leak_{kind}", p, "y")
+    found = {(a.kind, a.column) for a in all_alerts(p, con, target="y", relations=rel.features)}
+    assert ("leakage", "leak") in found and ("leakage", "noise") not in found

@@ -408,10 +408,30 @@ def test_profile_in_the_browser(page: Page, server: Server) -> None:
     page.get_by_role("button", name="Profile the full data").click()
     expect(page.get_by_test_id("stMetricValue").filter(has_text="336,776")).to_be_visible()
     expect(page.get_by_text("Duplicate rows", exact=True)).to_be_visible()
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the missing-values chart
+    settle(page)
+    screenshot(page, "e2e_profile.png")
+    page.get_by_role("tab", name="Missing values").click()
+    expect(page.get_by_text("Missing values (", exact=False).first).to_be_visible()  # the chart's title
+    expect(page.get_by_text("Which columns are missing together")).to_be_visible()
+    settle(page)
+    screenshot(page, "e2e_profile_missing.png")
+    page.get_by_role("tab", name="Alerts").click()
+    expect(page.get_by_test_id("stDataFrame").locator("visible=true").first).to_be_visible()  # the alerts table
+    settle(page)
+    screenshot(page, "e2e_profile_alerts.png")
     page.get_by_role("tab", name="Column detail").click()
     expect(page.get_by_text("Distribution of year")).to_be_visible()  # histogram and top values of 'year'
     expect(page.get_by_text("Most frequent values of year")).to_be_visible()
     settle(page)
+    screenshot(page, "e2e_profile_detail.png")
+    # A target: every column ranked by its relation to it, and the target across one of them.
+    page.get_by_role("combobox", name="Target (optional)").click()
+    page.keyboard.type("delayed")
+    page.keyboard.press("Enter")
+    settle(page)
+    page.get_by_role("tab", name="Target", exact=True).click()
+    expect(page.get_by_text("Features most related to delayed")).to_be_visible()
+    expect(page.get_by_text("delayed across")).to_be_visible()
+    settle(page)
     assert_no_exception(page, server)
-    screenshot(page, "e2e_profile.png")
+    screenshot(page, "e2e_profile_target.png")

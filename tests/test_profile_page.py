@@ -21,6 +21,11 @@ def registered(settings, sample):
     con.close()
 
 
+def table_with(at: AppTest, column: str):
+    """The (last) dataframe on the page that has this column."""
+    return next(d.value for d in reversed(at.dataframe) if column in d.value.columns)
+
+
 def open_profile() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/profile.py").run()
@@ -49,12 +54,14 @@ def test_profile_page_column_detail_and_exact_mode(settings, registered):
     at.button(key="profile_run").click().run()
     assert "Exact mode" in " ".join(c.value for c in at.caption)
     at.selectbox(key="profile_column").set_value("country").run()
-    facts = dict(zip(at.dataframe[-1].value["statistic"], at.dataframe[-1].value["value"], strict=True))
+    t = table_with(at, "statistic")
+    facts = dict(zip(t["statistic"], t["value"], strict=True))
     assert facts["Distinct"] == "4" and facts["Missing"] == "91 (9.1%)"
     charts = [e.key for e in at.get("plotly_chart")]
     assert "profile_chart_0" in charts and "profile_chart_1" not in charts  # top values only
     at.selectbox(key="profile_column").set_value("amount").run()
-    facts = dict(zip(at.dataframe[-1].value["statistic"], at.dataframe[-1].value["value"], strict=True))
+    t = table_with(at, "statistic")
+    facts = dict(zip(t["statistic"], t["value"], strict=True))
     assert facts["+Inf"] == "1" and facts["-Inf"] == "1" and "NaN" in facts
 
 
@@ -117,3 +124,64 @@ def test_profile_page_reopens_a_kept_profile_without_asking(settings, registered
     fresh = open_profile()  # another browser session, later
     assert {m.label: m.value for m in fresh.metric}["Rows"] == "1,000"
     assert "reopened from the workspace" in " ".join(c.value for c in fresh.caption)
+
+
+def test_profile_page_alerts_missing_patterns_and_downloads(settings, registered):
+    at = open_profile()
+    at.button(key="profile_run").click().run()
+    assert not at.exception and not at.error
+    alerts = table_with(at, "alert")
+    found = set(zip(alerts["alert"], alerts["column"], strict=True))
+    assert {("id_like", "id"), ("non_finite", "amount")} <= found
+    assert any(t.label == f"Alerts ({len(alerts)})" for t in at.tabs)
+    patterns = table_with(at, "missing together")
+    together = dict(zip(patterns["missing together"], patterns["rows"], strict=True))
+    both = sum(1 for i in range(1000) if i % 11 == 0 and (i % 17 == 0 or i % 29 == 0))  # NaN counts as missing
+    assert together["amount, country"] == both
+    assert {"profile_download_json", "profile_download_html"} <= {b.key for b in at.get("download_button")}
+    at.selectbox(key="profile_column").set_value("id").run()
+    assert any("likely an ID" in w.value for w in at.warning)  # the column's alerts sit beside its facts
+
+
+def test_profile_page_target_ranks_features_and_breaks_the_target_down(settings, registered):
+    at = open_profile()
+    at.button(key="profile_run").click().run()
+    at.selectbox(key="profile_target").set_value("country").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Task: multiclass" in c.value for c in at.caption)
+    keys = {e.key for e in at.get("plotly_chart")}
+    assert {"profile_target_chart", "profile_breakdown_chart"} <= keys
+    at.selectbox(key="profile_target_feature").set_value("amount").run()
+    assert not at.exception and not at.error
+
+
+def test_an_unusable_target_is_explained_and_the_rest_still_shows(settings, registered):
+    at = open_profile()
+    at.button(key="profile_run").click().run()
+    at.selectbox(key="profile_target").set_value("ts").run()
+    assert not at.exception
+    assert at.error and "ts" in at.error[0].value
+    assert {m.label: m.value for m in at.metric}["Rows"] == "1,000" and table_with(at, "alert") is not None
+
+
+def test_cancel_keeps_nothing(settings, registered):
+    from core import profile_store
+
+    con = engine.connect(settings)
+    catalog = cat.Catalog(settings)
+    cat.sync_views(con, catalog.list())
+    d = catalog.get("sample")
+
+    def cancel(done, total, ready):
+        raise KeyboardInterrupt  # what Streamlit's rerun does to the running script at its next progress update
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_store.load_or_profile(con, d, settings, progress=cancel, refresh=True)
+    assert profile_store.load_or_profile(con, d, settings, compute=False) == (None, False)
+    assert not list(settings.workspace.glob("profiles/*"))  # not even a partial file
+    at = open_profile()
+    at.session_state["profile_cancelled"] = True  # what the Cancel button's callback sets
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning) and not at.metric
+    at.run()
+    assert not at.warning  # said once
