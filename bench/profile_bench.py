@@ -1,11 +1,12 @@
-"""Benchmark: Quarry's profile vs a raw DuckDB scan, DuckDB SUMMARIZE and Polars describe(), same run.
+"""Benchmark: Quarry's profile vs a raw DuckDB scan, DuckDB SUMMARIZE, Polars describe() and ydata-profiling.
 
 Each system runs in a process of its own, so each peak RSS is its own. The raw scan is one
 aggregate query touching every column once (max of each); it is the floor any profile pays.
-Quarry's profile is also run with a 1 GB DuckDB memory limit, on data whose decompressed size
-is larger than that, to show it completes out of core.
+Quarry's profile is also run with a 512 MB DuckDB memory limit, on data whose decompressed size
+is larger than that, to show it completes out of core. ydata-profiling (minimal mode, in a
+virtualenv of its own: bench/ydata_peer.py) runs on the first 1M rows, as does Quarry for that row.
 
-    python bench/profile_bench.py [--rows 20000000] [--repeat 2]
+    python bench/profile_bench.py [--rows 20000000] [--repeat 2] [--no-ydata]
 
 Human-readable lines first; the last line is one JSON object with every figure.
 """
@@ -76,9 +77,31 @@ def worker_quarry(path: str, repeat: int) -> dict:
 
 WORKERS = {"raw_scan": worker_raw, "quarry": worker_quarry, "duckdb_summarize": worker_summarize,
            "polars_describe": worker_polars}
+YDATA_ROWS = 1_000_000
+CAP = "512MB"  # below the 20M-row file's decompressed size (0.89 GiB): the profile must spill or stream
+
+
+def _slice(path: Path, rows: int) -> Path:
+    """The first `rows` rows of the bench file as a file of their own (what ydata-profiling reads)."""
+    import duckdb
+
+    out = path.with_name(f"{path.stem}_first_{rows}.parquet")
+    if not out.exists():
+        duckdb.sql(f"COPY (SELECT * FROM read_parquet('{path}') LIMIT {rows}) TO '{out}' (FORMAT parquet)")
+    return out
+
+
+def _decompressed_gib(path: Path) -> float:
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    return sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) / 2**30
 
 
 def main() -> None:
+    ydata = "--no-ydata" not in sys.argv
+    if not ydata:
+        sys.argv.remove("--no-ydata")
     args = arguments(__doc__, WORKERS, rows=20_000_000, repeat=2)
     if args is None:
         return
@@ -87,19 +110,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as ws:
         env = {**os.environ, "QUARRY_WORKSPACE": ws}
         results = {name: run_worker(__file__, name, str(path), args.repeat, env) for name in WORKERS}
-        capped_env = {**env, "QUARRY_MEMORY_LIMIT": "1GB"}
-        results["quarry_1gb"] = run_worker(__file__, "quarry", str(path), 1, capped_env)
+        capped_env = {**env, "QUARRY_MEMORY_LIMIT": CAP}
+        results["quarry_capped"] = run_worker(__file__, "quarry", str(path), 1, capped_env)
+        if ydata:
+            from bench.ydata_peer import measure
+
+            first = _slice(path, YDATA_ROWS)
+            results["quarry_1m"] = run_worker(__file__, "quarry", str(first), args.repeat, env)
+            peer = measure(first, YDATA_ROWS)
+            results["ydata_minimal_1m"] = ({"s": peer["seconds"], "peak_rss_mib": peer["peak_rss_mib"], **peer}
+                                           if "seconds" in peer else {"error": peer.get("skipped", str(peer))})
     raw = results["raw_scan"].get("s")
     figures = {"date": time.strftime("%Y-%m-%d"),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-               "rows": args.rows, "file_gib": round(path.stat().st_size / 2**30, 3), "results": results,
+               "rows": args.rows, "file_gib": round(path.stat().st_size / 2**30, 3),
+               "decompressed_gib": round(_decompressed_gib(path), 3), "results": results,
                "ratio_vs_raw_scan": {k: (v.get("s") / raw if raw and v.get("s") else None)
                                      for k, v in results.items()}}
-    print(f"{args.rows:,} rows, {figures['file_gib']} GiB Parquet (median seconds; ratio to the raw scan)")
+    if results.get("ydata_minimal_1m", {}).get("s") and results.get("quarry_1m", {}).get("s"):
+        figures["first_1m_rows_ydata_over_quarry"] = results["ydata_minimal_1m"]["s"] / results["quarry_1m"]["s"]
+    print(f"{args.rows:,} rows, {figures['file_gib']} GiB Parquet, {figures['decompressed_gib']} GiB decompressed "
+          "(median seconds; ratio to the raw scan of all rows)")
     for name, r in results.items():
         ratio = figures["ratio_vs_raw_scan"][name]
         shown = f"{r['s']:8.2f} s  {ratio:5.2f}x  peak RSS {r['peak_rss_mib']:6.0f} MiB" if "s" in r else r["error"]
         print(f"{name:<18}{shown}")
+    if "first_1m_rows_ydata_over_quarry" in figures:
+        print(f"first 1M rows: ydata-profiling minimal takes {figures['first_1m_rows_ydata_over_quarry']:.1f}x "
+              "Quarry's profile")
     print(json.dumps(figures))
 
 
