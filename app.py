@@ -9,6 +9,7 @@ pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
     st.Page("pages/profile.py", title="Profile", icon=":material/query_stats:"),
+    st.Page("pages/features.py", title="Features", icon=":material/tune:"),
     st.Page("pages/sql.py", title="SQL", icon=":material/terminal:"),
 ]
 if not ui.signed_in():

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from core import catalog as cat
-from core import demo, engine, insights, profile, profile_store, report, sandbox
+from core import demo, engine, insights, materialize, profile, profile_store, recipe, recipe_store, report, sandbox
 from core.errors import QuarryError
 from core.fmt import human_bytes, jsonable
 from core.settings import Settings, load_settings
@@ -47,6 +47,13 @@ class Context:
         catalog = cat.Catalog(settings)
         cat.sync_views(con, catalog.list())
         return cls(settings, con, catalog)
+
+
+def _share_progress(label: str):
+    """Like _progress, for work that reports the share done (0 to 1)."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda share: sys.stderr.write(f"\r{label}: {share:4.0%}" + ("\n" if share >= 1 else "")) and None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,6 +235,64 @@ def _write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _recipe_for(ctx: Context, args: argparse.Namespace) -> tuple[recipe.Recipe, str | None]:
+    """The recipe named on the command line, and the dataset it is shown/applied against."""
+    r = recipe_store.load(ctx.settings, args.recipe)
+    dataset = getattr(args, "dataset", None) or (r.fitted_on or {}).get("dataset")
+    return r, dataset
+
+
+def cmd_features_show(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    r, dataset = _recipe_for(ctx, args)
+    if not dataset:
+        raise QuarryError("This recipe is not fitted, so it names no dataset to compile against.",
+                          "Add --dataset NAME.")
+    d = cat.resolve(ctx.con, ctx.catalog, dataset)
+    shown = r if r.fitted else recipe.fit(ctx.con, r, d.name)
+    compiled = recipe.compile_recipe(ctx.con, shown, recipe.source_sql(d.name))
+    pairs = list(enumerate(zip(r.steps, compiled.steps, strict=True)))
+    if args.json:
+        emit_json({"recipe": r.to_json(), "sql": compiled.inline(),
+                   "steps": [{"title": st.title(i), "description": c.description, "sql": c.sql}
+                             for i, (st, c) in pairs],
+                   "columns": [[c.name, c.type] for c in compiled.columns]})
+        return
+    print(f"Recipe {r.name or args.recipe}: {len(r.steps)} steps over {d.name}"
+          + ("" if r.fitted else " (not fitted: shown fitted on all of it)"))
+    for i, (st, c) in pairs:
+        print(f"\n{st.title(i)}: {c.description}\n  {recipe.inline(c.sql, compiled.params)}")
+    print(f"\nOutput: {len(compiled.columns)} columns: {', '.join(c.name for c in compiled.columns)}")
+
+
+def cmd_features_fit(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    r, _ = _recipe_for(ctx, args)
+    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
+    fitted = recipe.fit(ctx.con, r, d.name, where=args.where or None)
+    path = recipe_store.save(ctx.settings, fitted, args.save or r.name or "recipe")
+    if args.json:
+        emit_json({"recipe": fitted.to_json(), "path": str(path)})
+        return
+    print(f"Fitted {sum(1 for s in fitted.steps if s.fitted is not None)} stateful steps on {d.name}"
+          + (f" where {args.where}" if args.where else "") + f"; kept as {path}")
+
+
+def cmd_features_apply(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    r, _ = _recipe_for(ctx, args)
+    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
+    if not r.fitted:
+        print(f"Note: the recipe is not fitted; fitting it on all of {d.name} first.", file=sys.stderr)
+        r = recipe.fit(ctx.con, r, d.name)
+    show = _share_progress("applying the recipe") if not args.json else None
+    rows = materialize.apply_to_file(ctx.settings, ctx.catalog, r, d.name, Path(args.out), progress=show)
+    if args.json:
+        emit_json({"rows": rows, "out": str(Path(args.out).resolve())})
+        return
+    print(f"{rows:,} rows -> {args.out}")
+
+
 def _print_info(info: cat.DatasetInfo, as_json: bool, verb: str = "") -> None:
     if as_json:
         emit_json(info.to_json())
@@ -304,6 +369,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--refresh", action="store_true", help="profile again even if the files have not changed")
     pr.add_argument("--target", help="a column to predict: rank every feature by its relation to it")
     pr.add_argument("--html", help="also write a self-contained HTML report (aggregates only) to this path")
+
+    fe = top.add_parser("features", help="feature recipes: show, fit and apply them")
+    fsub = fe.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    fs = command(fsub, "show", "each step's description and SQL, and the whole recipe as one query", cmd_features_show)
+    fs.add_argument("recipe", help="a kept recipe's name or a recipe .json file")
+    fs.add_argument("--dataset", help="compile against this dataset (default: the one it was fitted on)")
+    ff = command(fsub, "fit", "fit the recipe's stateful steps on a dataset and keep it", cmd_features_fit)
+    ff.add_argument("recipe", help="a kept recipe's name or a recipe .json file")
+    ff.add_argument("dataset", help="registered name or path (the training data)")
+    ff.add_argument("--where", help="fit on these rows only, e.g. \"ts < '2024-07-01'\"")
+    ff.add_argument("--save", help="keep the fitted recipe under this name (default: the recipe's own name)")
+    fa = command(fsub, "apply", "apply a recipe to every row of a dataset and write Parquet", cmd_features_apply)
+    fa.add_argument("recipe", help="a kept recipe's name or a recipe .json file")
+    fa.add_argument("dataset", help="registered name or path")
+    fa.add_argument("--out", required=True, help="the Parquet file to write")
 
     q = command(top, "sql", "run one SELECT over registered datasets (their names are table names)", cmd_sql)
     q.add_argument("query")

@@ -34,7 +34,7 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+def connect(settings: Settings, *, progress: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the process's DuckDB database, configured from settings and sandboxed.
 
     Parameters
@@ -59,6 +59,9 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     allowed = [*map(str, settings.readable_roots), str(settings.temp_dir)]
     con.execute("SET allowed_directories = " + "[" + ", ".join(quote_literal(d) for d in allowed) + "]")
     con.execute("SET enable_external_access = false")
+    if progress:  # a session option: only this connection (not its cursors) reports query_progress()
+        con.execute("SET enable_progress_bar = true")
+        con.execute("SET enable_progress_bar_print = false")
     con.execute("SET lock_configuration = true")
     return con
 

@@ -420,6 +420,8 @@ def fit(con: duckdb.DuckDBPyConnection, recipe: Recipe, table: str, *, where: st
     Each step is fitted on the output of the steps before it, already fitted, so statistics are
     those of the data the step will really see. Returns a new recipe carrying the fitted values.
     """
+    if where:
+        where = check_expression(where, (), "The condition for the training rows")
     source = source_sql(table, where=where)
     steps = list(recipe.steps)
     cur = con.cursor()

@@ -8,7 +8,7 @@ import hmac
 import os
 import runpy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -16,7 +16,7 @@ import duckdb
 import streamlit as st
 
 from core import catalog as cat
-from core import correlate, engine, profile_store, report, sandbox, target
+from core import correlate, engine, features, materialize, profile_store, recipe, report, sandbox, target
 from core import insights as ins
 from core import profile as prof
 from core.errors import QuarryError
@@ -225,6 +225,19 @@ def report_html(name: str, exact: bool, target_column: str | None, stamp: tuple)
                                target=found.target, patterns=found.patterns)
 
 
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
+def fitted_recipe(name: str, recipe_json: str, version: tuple) -> str:
+    """The recipe (JSON text) fitted on every row of the dataset: its stateful steps' statistics."""
+    ws = workspace()
+    return recipe.fit(ws.con, recipe.loads(recipe_json), name).dumps()
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
+def recipe_preview(name: str, fitted_json: str, version: tuple) -> features.Preview:
+    ws = workspace()
+    return features.preview(ws.con, recipe.loads(fitted_json), name)
+
+
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=64)
 def correlations(name: str, columns: tuple[str, ...], method: str, version: tuple) -> correlate.Correlations:
     ws = workspace()
@@ -241,3 +254,61 @@ def export(sql: str, fmt: str) -> bytes:
 def run_query(sql: str, offset: int, limit: int, version: tuple) -> sandbox.QueryPage:
     ws = workspace()
     return sandbox.run_query(ws.con, sql, ws.settings, offset=offset, limit=limit)
+
+
+def _parse_value(text: str) -> object:
+    """A value typed in a form: a number when it reads as one, else the text."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def step_form(k: recipe.Kind, columns: tuple[recipe.Column, ...], current: dict, key: str) -> dict:
+    """Widgets for a step kind's declared parameters (inside a form); the values entered, as step params.
+
+    Column pickers offer only the step's input columns of the kinds the parameter accepts.
+    """
+    out: dict = {}
+    for p in k.params:
+        value, wkey = current.get(p.name, p.default), f"{key}_{p.name}"
+        label = p.label + ("" if p.required else " (optional)")
+        names = [c.name for c in columns if not p.kinds or c.kind in p.kinds]
+        if p.type == "column":
+            options = names if p.required else [None, *names]
+            out[p.name] = st.selectbox(label, options, index=options.index(value) if value in options else 0,
+                                       key=wkey, help=p.help or None,
+                                       format_func=lambda v: "(none)" if v is None else v)
+        elif p.type == "columns":
+            out[p.name] = st.multiselect(label, names, default=[v for v in value or [] if v in names], key=wkey,
+                                         help=p.help or None)
+        elif p.type in ("int", "float"):
+            cast = int if p.type == "int" else float
+            start = cast(value) if value is not None else cast(p.minimum or 0)
+            out[p.name] = st.number_input(label, value=start, key=wkey, help=p.help or None,
+                                          min_value=cast(p.minimum) if p.minimum is not None else None,
+                                          max_value=cast(p.maximum) if p.maximum is not None else None,
+                                          step=1 if p.type == "int" else None)
+        elif p.type == "choice":
+            options = list(p.choices) if p.required else [None, *p.choices]
+            out[p.name] = st.selectbox(label, options, index=options.index(value) if value in options else 0,
+                                       key=wkey, help=p.help or None,
+                                       format_func=lambda v: "(none)" if v is None else str(v))
+        elif p.type == "bool":
+            out[p.name] = st.checkbox(label, value=bool(value), key=wkey, help=p.help or None)
+        elif p.type == "expression":
+            out[p.name] = st.text_area(label, value=value or "", key=wkey, help=p.help or None, height=80) or None
+        else:  # text, value
+            text = st.text_input(label, value="" if value is None else str(value), key=wkey, help=p.help or None)
+            out[p.name] = (_parse_value(text) if p.type == "value" else text) if text != "" else None
+    return {n: v for n, v in out.items() if v is not None and v != []}
+
+
+def materialize_recipe(name: str, fitted: recipe.Recipe, out_name: str,
+                       progress: Callable[[float], None]) -> cat.Dataset:
+    """Write the recipe applied to all of `name` to the workspace and register it as `out_name`."""
+    ws = workspace()
+    return materialize.save_as_dataset(ws.settings, ws.con, ws.catalog, fitted, name, out_name, progress=progress)

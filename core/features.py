@@ -1,0 +1,113 @@
+"""A recipe's live preview: before/after columns on a bounded sample, and a summary of each new column.
+
+The preview runs the recipe's compiled query over a repeatable random sample of the dataset (the
+page says so), so it answers fast whatever the size; steps that look across rows (group aggregates,
+lags, rolling windows) see only the sampled rows there, and the page says that too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from core import recipe as R
+from core.engine import quote_ident, translate
+
+SAMPLE_ROWS = 10_000
+SHOW_ROWS = 100
+CROSS_ROW_KINDS = {"group_aggregate", "lag", "rolling", "deduplicate"}
+
+
+@dataclass(frozen=True)
+class ColumnSummary:
+    """One output column that the recipe added or changed, summarised over the preview sample."""
+
+    name: str
+    type: str
+    status: str  # 'new' or 'changed type' or 'changed'
+    missing: int
+    distinct: int
+    low: object
+    high: object
+    mean: float | None
+
+
+@dataclass(frozen=True)
+class Preview:
+    compiled: R.Compiled
+    before: tuple[R.Column, ...]
+    sample_rows: int  # rows fed in (the sample)
+    rows_out: int  # rows coming out of the recipe
+    total_rows: int  # rows of the whole dataset
+    head: pa.Table  # the first SHOW_ROWS output rows
+    summaries: tuple[ColumnSummary, ...]
+    notes: tuple[str, ...]
+
+
+def preview(con: duckdb.DuckDBPyConnection, recipe: R.Recipe, table: str, rows: int = SAMPLE_ROWS) -> Preview:
+    """Run `recipe` (fitted) on a repeatable sample of `rows` rows of `table`; raises RecipeError naming a bad step."""
+    cur = con.cursor()
+    try:
+        total = int(cur.sql(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0])
+        source = R.source_sql(table, sample_rows=rows if total > rows else None)
+        before = R.compile_recipe(cur, R.Recipe(), source).columns
+        compiled = R.compile_recipe(cur, recipe, source)
+        try:
+            out = cur.sql(f"SELECT * FROM ({compiled.sql}) LIMIT {SHOW_ROWS}", params=compiled.params).to_arrow_table()
+            rows_out = int(cur.sql(f"SELECT count(*) FROM ({compiled.sql})", params=compiled.params).fetchall()[0][0])
+            summaries = _summaries(cur, compiled, before, _touched(recipe))
+        except duckdb.Error as exc:
+            raise translate(exc, "Running the recipe on the sample") from None
+    finally:
+        cur.close()
+    notes = []
+    if total > rows:
+        notes.append(f"Preview on a repeatable random sample of {rows:,} of {total:,} rows.")
+    if any(s.kind in CROSS_ROW_KINDS for s in recipe.steps) and total > rows:
+        notes.append("Steps that look across rows (group aggregates, lags, rolling windows, deduplication) see "
+                     "only the sampled rows here; on the full data they see every row.")
+    return Preview(compiled=compiled, before=before, sample_rows=min(rows, total), rows_out=rows_out,
+                   total_rows=total, head=out, summaries=summaries, notes=tuple(notes))
+
+
+def _touched(recipe: R.Recipe) -> set[str]:
+    """Columns some step names as its input (they may have been transformed in place)."""
+    kinds = R.kinds()
+    out: set[str] = set()
+    for s in recipe.steps:
+        for p in kinds[s.kind].params if s.kind in kinds else ():
+            value = s.params.get(p.name)
+            if p.type == "column" and isinstance(value, str):
+                out.add(value)
+            elif p.type == "columns" and isinstance(value, list):
+                out.update(v for v in value if isinstance(v, str))
+    return out
+
+
+def _summaries(cur: duckdb.DuckDBPyConnection, compiled: R.Compiled, before: tuple[R.Column, ...],
+               touched: set[str]) -> tuple[ColumnSummary, ...]:
+    """Missing, distinct, range and mean of each new, retyped or transformed column: one aggregate query."""
+    old = {c.name: c.type for c in before}
+
+    def status(c: R.Column) -> str | None:
+        if c.name not in old:
+            return "new"
+        return "changed type" if old[c.name] != c.type else "input of a step" if c.name in touched else None
+
+    changed = [(c, status(c)) for c in compiled.columns if status(c)]
+    if not changed:
+        return ()
+    parts = []
+    for i, (c, _) in enumerate(changed):
+        q = quote_ident(c.name)
+        numeric = c.kind in ("integer", "float", "decimal", "boolean")
+        x = f"{q}::DOUBLE" if numeric else f"{q}::VARCHAR"
+        parts += [f"count(*) - count({q}) AS m{i}", f"approx_count_distinct({q}) AS d{i}",
+                  f"min({x}) AS lo{i}", f"max({x}) AS hi{i}", f"avg({x}) AS mu{i}" if numeric else f"NULL AS mu{i}"]
+    row = cur.sql(f"SELECT {', '.join(parts)} FROM ({compiled.sql})", params=compiled.params).fetchall()[0]
+    out = []
+    for i, (c, status) in enumerate(changed):
+        m, d, lo, hi, mu = row[5 * i: 5 * i + 5]
+        out.append(ColumnSummary(c.name, c.type, status, int(m), int(d), lo, hi, mu))
+    return tuple(out)
