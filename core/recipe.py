@@ -71,7 +71,8 @@ class Recipe:
     @property
     def fitted(self) -> bool:
         """Whether every stateful step carries its fitted values."""
-        return all(s.fitted is not None for s in self.steps if KINDS.get(s.kind) and KINDS[s.kind].fit)
+        registry = kinds()
+        return all(s.fitted is not None for s in self.steps if s.kind in registry and registry[s.kind].fit)
 
     def with_steps(self, steps: Iterable[Step]) -> Recipe:
         return replace(self, steps=tuple(steps), fitted_on=None)

@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "serve"), s1 AS (SELECT CASE WHEN ("spend ""usd""" IS NULL OR isnan("spend ""usd""")) THEN NULL WHEN "spend ""usd""" < $p0_0 THEN 0 WHEN "spend ""usd""" < $p0_1 THEN 1 ELSE 2 END::INTEGER AS "spend ""usd""", "ünïts sold", "price €", "Mixed Case", "select" FROM s0) SELECT * FROM s1

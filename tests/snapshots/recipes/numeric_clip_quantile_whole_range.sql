@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "serve"), s1 AS (SELECT CASE WHEN isnan("spend ""usd"""::DOUBLE) THEN "spend ""usd"""::DOUBLE WHEN "spend ""usd"""::DOUBLE < $p0_0 THEN $p0_0 WHEN "spend ""usd"""::DOUBLE > $p0_1 THEN $p0_1 ELSE "spend ""usd"""::DOUBLE END AS "spend ""usd""", "ünïts sold", "price €", "Mixed Case", "select" FROM s0) SELECT * FROM s1

@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "serve"), s1 AS (SELECT "spend ""usd""", "ünïts sold", "price €", CASE WHEN ("Mixed Case" IS NULL OR isnan("Mixed Case")) THEN $p0_0::DOUBLE ELSE "Mixed Case" END AS "Mixed Case", CASE WHEN "select" IS NULL THEN $p0_1::VARCHAR ELSE "select" END AS "select" FROM s0) SELECT * FROM s1

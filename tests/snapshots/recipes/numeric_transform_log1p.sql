@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "serve"), s1 AS (SELECT sign("spend ""usd"""::DOUBLE) * ln(1 + abs("spend ""usd"""::DOUBLE)) AS "spend ""usd""", sign("ünïts sold"::DOUBLE) * ln(1 + abs("ünïts sold"::DOUBLE)) AS "ünïts sold", sign("price €"::DOUBLE) * ln(1 + abs("price €"::DOUBLE)) AS "price €", "Mixed Case", "select" FROM s0) SELECT * FROM s1

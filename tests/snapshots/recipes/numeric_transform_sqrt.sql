@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "serve"), s1 AS (SELECT sign("spend ""usd"""::DOUBLE) * pow(abs("spend ""usd"""::DOUBLE), $p0_0) AS "spend ""usd""", sign("ünïts sold"::DOUBLE) * pow(abs("ünïts sold"::DOUBLE), $p0_1) AS "ünïts sold", sign("price €"::DOUBLE) * pow(abs("price €"::DOUBLE), $p0_2) AS "price €", "Mixed Case", "select" FROM s0) SELECT * FROM s1
