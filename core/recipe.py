@@ -243,6 +243,8 @@ def check_expression(expr: str, columns: Iterable[str], what: str) -> str:
     if len(statements) != 1 or tree.get("error") or len(tree["statements"]) != 1:
         raise RecipeError(f"{what}: this is not a single expression.", "Write one expression, e.g. a / b.")
     node = tree["statements"][0]["node"]
+    if len(node.get("select_list") or ()) != 1:  # e.g. "1) AS a, (2" smuggles in a second column
+        raise RecipeError(f"{what}: this is not a single expression.", "Write one expression, e.g. a / b.")
     if "SUBQUERY" in json.dumps(node.get("select_list")) or node.get("from_table", {}).get("table_name") != "_t":
         raise RecipeError(f"{what}: subqueries are not allowed in an expression.",
                           "Use the step's columns only; join data with a group-aggregate step.")
@@ -274,7 +276,12 @@ def _check_value(ctx_title: str, p: Param, value: object, columns: dict[str, Col
             raise fail(f"must be {'a whole number' if p.type == 'int' else 'a number'}. Got {value!r}.",
                        "Enter a number.")
         if (p.minimum is not None and value < p.minimum) or (p.maximum is not None and value > p.maximum):
-            raise fail(f"must be in [{p.minimum}, {p.maximum}]. Got {value}.", "Enter a number in range.")
+            def b(v: float) -> str:
+                return str(int(v)) if float(v).is_integer() else str(v)
+
+            bounds = (f"in [{b(p.minimum)}, {b(p.maximum)}]" if p.minimum is not None and p.maximum is not None
+                      else f"at least {b(p.minimum)}" if p.minimum is not None else f"at most {b(p.maximum)}")
+            raise fail(f"must be {bounds}. Got {value}.", "Enter a number in range.")
         return int(value) if p.type == "int" else float(value)
     if p.type == "choice":
         if value not in p.choices:

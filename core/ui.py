@@ -297,6 +297,9 @@ def step_form(k: recipe.Kind, columns: tuple[recipe.Column, ...], current: dict,
             out[p.name] = st.selectbox(label, options, index=options.index(value) if value in options else 0,
                                        key=wkey, help=p.help or None,
                                        format_func=lambda v: "(none)" if v is None else str(v))
+        elif p.type == "value" and p.choices:  # several of a fixed list
+            out[p.name] = st.multiselect(label, list(p.choices), default=[v for v in value or [] if v in p.choices],
+                                         key=wkey, help=p.help or None)
         elif p.type == "bool":
             out[p.name] = st.checkbox(label, value=bool(value), key=wkey, help=p.help or None)
         elif p.type == "expression":

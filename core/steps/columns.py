@@ -54,8 +54,9 @@ def _filter(ctx: Context) -> tuple[str, str]:
     if not p["column"] or not p["op"]:
         raise ctx.fail("needs either an SQL condition or a column, an operator and a value.", "Fill in the form.")
     col, op = q(p["column"]), p["op"]
-    if op in ("is missing", "is not missing"):
-        cond = f"{col} IS {'NOT ' if op == 'is not missing' else ''}NULL"
+    if op in ("is missing", "is not missing"):  # NaN is missing too, as for imputation
+        missing = f"({col} IS NULL OR isnan({col}))" if ctx.column(p["column"]).kind == "float" else f"{col} IS NULL"
+        cond = f"NOT {missing}" if op == "is not missing" else missing
         return f"SELECT * FROM {ctx.source} WHERE {cond}", f"keep rows where {p['column']} {op}"
     value = ctx.bind(p["value"])
     cond = {"contains": f"contains({col}::VARCHAR, {value}::VARCHAR)"}.get(op, f"{col} {op} {value}")

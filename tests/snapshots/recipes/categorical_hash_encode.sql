@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "serve"), s1 AS (SELECT "id", ((md5_number("cïty ""name"""::VARCHAR) >> 64)::UBIGINT % $p0_0)::BIGINT AS "cïty ""name""_hash", "n it's", "flag", "y", "amount €", "customer" FROM s0) SELECT * FROM s1

@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "sample"), s1 AS (SELECT "id", "amount", "country", "ts", "has space" AS "new ""name"" ✓", "quo""te", "ünïcødé", "select", "Mixed Case", "semi;colon", "numbers" FROM s0) SELECT * FROM s1

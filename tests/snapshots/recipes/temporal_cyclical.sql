@@ -1,0 +1,1 @@
+WITH s0 AS (SELECT * FROM "events"), s1 AS (SELECT *, month("ts") AS "ts_month", isodow("ts") - 1 AS "ts_weekday" FROM s0), s2 AS (SELECT *, sin(2 * pi() * "hour"::DOUBLE / $p1_0) AS "hour_sin", cos(2 * pi() * "hour"::DOUBLE / $p1_0) AS "hour_cos" FROM s1) SELECT * FROM s2
