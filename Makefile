@@ -28,6 +28,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/open_bench.py
+	$(BIN)/python bench/profile_bench.py
+	$(BIN)/python bench/recipe_bench.py
 
 clean-workspace:
 	rm -rf data/workspace
