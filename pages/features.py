@@ -137,7 +137,8 @@ with look:
                       "what": [c.status for c in preview.summaries],
                       "missing": [c.missing for c in preview.summaries],
                       "distinct": [c.distinct for c in preview.summaries],
-                      "min": [str(c.low) for c in preview.summaries], "max": [str(c.high) for c in preview.summaries],
+                      "min": [ui.short(c.low) for c in preview.summaries],
+                      "max": [ui.short(c.high) for c in preview.summaries],
                       "mean": [None if c.mean is None else round(c.mean, 4) for c in preview.summaries]},
                      hide_index=True, width="stretch")
     st.markdown(f"**First {preview.head.num_rows} rows out** (new and transformed columns first)")

@@ -435,3 +435,39 @@ def test_profile_in_the_browser(page: Page, server: Server) -> None:
     settle(page)
     assert_no_exception(page, server)
     screenshot(page, "e2e_profile_target.png")
+
+
+def choose(page: Page, label: str, text: str) -> None:
+    """Pick an option of a select box or multiselect by typing it."""
+    page.get_by_role("combobox", name=label).click()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+
+
+def test_features_in_the_browser(page: Page, server: Server) -> None:
+    """Build a two-step recipe on flights, see its preview, write it out and register it."""
+    open_page(page, f"{server.url}/data")
+    register(page, FLIGHTS)
+    open_page(page, f"{server.url}/features?dataset=flights")
+    choose(page, "Kind", "Fill missing values")
+    settle(page)
+    choose(page, "Columns", "dep_delay")
+    page.get_by_role("button", name="Add step").click()
+    expect(page.get_by_text("(the median of the training rows)")).to_be_visible()
+    choose(page, "Kind", "Combine two columns")
+    settle(page)
+    choose(page, "First column", "distance")
+    choose(page, "Operation", "ratio")
+    choose(page, "Second column", "air_time")
+    page.get_by_role("button", name="Add step").click()
+    expect(page.get_by_text("distance_ratio_air_time = distance / air_time")).to_be_visible()
+    expect(page.get_by_text("10,000 rows in → 10,000 rows out")).to_be_visible()
+    settle(page)
+    screenshot(page, "e2e_features.png")
+    page.get_by_role("tab", name="Write to Parquet").click()
+    page.get_by_label("Dataset name").fill("flights_speed")
+    page.get_by_role("button", name="Write and register").click()
+    expect(page.get_by_text("Wrote and registered flights_speed")).to_be_visible()
+    settle(page)
+    assert_no_exception(page, server)
