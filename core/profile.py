@@ -257,9 +257,26 @@ APPROX_NOTE = ("Columns with few values are counted exactly; for the others, dis
                "their histograms laid over it.")
 
 
+def _no_repeats(cur: duckdb.DuckDBPyConnection, src: str, col: str, total: int) -> bool:
+    """Whether `col` holds no NULL and no repeated value (in one row-hash partition above the hash limit):
+    then no two rows can be equal, and there are no duplicate rows to count."""
+    q = quote_ident(col)
+    where = f" WHERE hash({q}) % {DUPLICATES_PARTITIONS} = 0" if total > DUPLICATES_HASH_MAX_ROWS else ""
+    sql = f"SELECT count(*), count({q}), count(DISTINCT {q}) FROM {src}{where}"
+    rows, values, distinct = cur.sql(sql).fetchall()[0]
+    return rows == values == distinct
+
+
 def _duplicates(cur: duckdb.DuckDBPyConnection, src: str, cols_all: str, total: int,
-                exact: bool) -> tuple[int, int, str]:
-    """(rows, duplicate rows, the note that says how they were counted)."""
+                exact: bool, unique: str | None = None) -> tuple[int, int, str]:
+    """(rows, duplicate rows, the note that says how they were counted).
+
+    `unique` names a column that looked unique in the first rows: when it has no repeated value, no
+    two rows are equal, which is far cheaper to check than hashing every column of every row.
+    """
+    if not exact and unique is not None and _no_repeats(cur, src, unique, total):
+        part = f" (in one row-hash partition in {DUPLICATES_PARTITIONS})" if total > DUPLICATES_HASH_MAX_ROWS else ""
+        return total, 0, APPROX_NOTE + f" No duplicate rows: no two rows share a value of {unique}{part}."
     if exact:
         head = _aggregate(cur, src, [("rows", "count(*)"), ("distinct_rows", f"count(DISTINCT ({cols_all},))")])
         return int(head["rows"]), int(head["rows"]) - int(head["distinct_rows"] or 0), \
@@ -317,8 +334,9 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
         src = quote_ident(table)
         total = int(cur.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])  # Parquet metadata: cheap
         cols_all = ", ".join(quote_ident(n) for n, _ in schema)
-        rows, duplicates, note = _duplicates(cur, src, cols_all, total, exact)
         by_value, unique = _plan(cur, src, schema, kinds)
+        ids = sorted(unique, key=lambda i: (kinds[i] != "integer", i))  # integers hash fastest
+        rows, duplicates, note = _duplicates(cur, src, cols_all, total, exact, schema[ids[0]][0] if ids else None)
         general = [i for i in range(len(schema)) if i not in by_value]
         steps, done = len(by_value) + (2 if exact else 1) * len(general), 0
 

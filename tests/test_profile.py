@@ -469,11 +469,28 @@ def test_duplicate_rows_estimated_above_the_hash_limit(con, catalog, root, monke
     monkeypatch.setattr(prof, "DUPLICATES_HASH_MAX_ROWS", 0)  # take the partition branch on small data
     t = pa.table({"k": np.arange(20_000) % distinct, "s": [f"r{k % distinct}" for k in range(20_000)]})
     p = _profile(con, catalog, root, t, exact=False)
-    assert any("estimated" in n for n in p.notes)
+    assert any("estimated" in n or "no two rows share a value of k" in n for n in p.notes)
     # One partition in 16 holds ~1,250 rows; copies travel together, so "none" is exactly 0 and the
     # estimate's error is the sampling error of ~1/16 of the groups.
     assert abs(p.duplicate_rows - expected) <= 0.25 * expected
     assert _profile(con, catalog, root, t, exact=True).duplicate_rows == expected
+
+
+@pytest.mark.parametrize("limit", [0, 5_000_000])  # the partition estimate, and the exact row-hash count
+def test_a_column_without_repeats_proves_there_are_no_duplicates(con, catalog, root, monkeypatch, path, limit):
+    monkeypatch.setattr(prof, "DUPLICATES_HASH_MAX_ROWS", limit)
+    n = 3_000
+    ids = np.random.default_rng(1).permutation(n)
+    unique = pa.table({"id": ids, "v": np.arange(n) % 7})  # 'v' repeats, but every row differs by id
+    p = _profile(con, catalog, root, unique, exact=False, name="u")
+    assert p.duplicate_rows == 0
+    if path == "by aggregates":  # the probe saw 'id' unique: one cheap count instead of hashing every row
+        assert any("no two rows share a value of id" in note for note in p.notes)
+    monkeypatch.setattr(value_counts, "PROBE_ROWS", 1_000)  # the first 1,000 ids look unique; 200 repeat later
+    late = pa.table({"id": np.concatenate([np.arange(n), np.arange(200)]), "v": np.zeros(n + 200, dtype=np.int64)})
+    q = _profile(con, catalog, root, late, exact=False, name="late")
+    assert q.duplicate_rows == pytest.approx(200, abs=60 if limit == 0 else 0)
+    assert not any("no two rows share" in note for note in q.notes)
 
 
 # ----------------------------------------------------------------------------------------------
