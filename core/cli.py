@@ -18,7 +18,20 @@ import duckdb
 import pyarrow as pa
 
 from core import catalog as cat
-from core import demo, engine, insights, materialize, profile, profile_store, recipe, recipe_store, report, sandbox
+from core import (
+    demo,
+    engine,
+    insights,
+    materialize,
+    profile,
+    profile_store,
+    recipe,
+    recipe_store,
+    report,
+    runs,
+    sandbox,
+    score,
+)
 from core.errors import QuarryError
 from core.fmt import human_bytes, jsonable
 from core.settings import Settings, load_settings
@@ -293,6 +306,117 @@ def cmd_features_apply(args: argparse.Namespace) -> None:
     print(f"{rows:,} rows -> {args.out}")
 
 
+def _train_params(args: argparse.Namespace) -> dict:
+    """The CLI's train arguments as a training job's JSON parameters."""
+    params = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise QuarryError(f"--param takes NAME=VALUE. Got {item!r}.", "E.g. --param num_leaves=31.")
+        params[key.strip()] = _number_or_text(value.strip())
+    split = {"kind": args.split, "valid": args.valid, "test": args.test, "seed": args.seed, "column": args.split_column}
+    return {"dataset": args.dataset, "target": args.target, "task": args.task, "device": args.device,
+            "recipe": args.recipe, "split": split, "params": params, "num_boost_round": args.rounds,
+            "early_stopping_rounds": args.early_stopping, "class_weight": args.class_weight, "seed": args.seed,
+            "features": args.features.split(",") if args.features else None, "name": args.name}
+
+
+def _number_or_text(text: str) -> object:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from core import train_job
+
+    ctx = Context.open()
+    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
+    params = {**_train_params(args), "dataset": d.name}
+
+    class Printer:  # one line per 10 iterations on a terminal
+        def report(self, iteration: int, total: int, train: float | None, valid: float | None, **_: object) -> None:
+            if sys.stderr.isatty() and (iteration % 10 == 0 or iteration == total):
+                sys.stderr.write(f"\riteration {iteration}/{total}  train {train}  valid {valid}   ")
+
+    out = train_job.run(params, None if args.json else Printer())
+    if args.json:
+        emit_json(out)
+        return
+    sys.stderr.write("\n") if sys.stderr.isatty() else None
+    print(f"Run {out['run_id']} saved ({out['device']['used']}: {out['device']['reason']}; data path "
+          f"{out['data_path']}).")
+    for split, values in out["metrics"].items():
+        print(f"  {split:<6}" + "  ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
+    for name, values in out["baselines"].items():
+        print(f"  {name:<7}" + "  ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+              + "  (baseline)")
+
+
+def cmd_runs_list(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    found = runs.list_runs(ctx.settings, dataset=args.dataset, task=args.task, tag=args.tag)
+    if args.json:
+        emit_json([r.to_json() for r in found])
+        return
+    if not found:
+        print("No runs yet: train one with `python -m core train DATASET --target COL`.")
+        return
+    print_table(pa.table({"run": [r.run_id for r in found], "name": [r.name for r in found],
+                          "dataset": [r.dataset for r in found], "target": [r.target for r in found],
+                          "task": [r.task for r in found], "metric": [r.metric for r in found],
+                          "valid": [r.valid_metric for r in found], "test": [r.test_metric for r in found],
+                          "tags": [", ".join(r.tags) for r in found]}))
+
+
+def cmd_runs_show(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    run = runs.load_run(ctx.settings, args.run)
+    if args.json:
+        emit_json(run.info)
+        return
+    info = run.info
+    print(f"{info['run_id']}  {info.get('name', '')}\n{info['task']} on {info['dataset']} -> {info['target']}; "
+          f"{len(info['features'])} features; device {info['device']['used']} ({info['device']['reason']}); "
+          f"best iteration {info['best_iteration']}")
+    for split, values in info.get("metrics", {}).items():
+        print(f"  {split:<6}" + "  ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    runs.delete_run(ctx.settings, args.run)
+    emit_json({"deleted": args.run}) if args.json else print(f"Deleted run {args.run}.")
+
+
+def cmd_runs_rename(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    r = runs.rename_run(ctx.settings, args.run, args.name)
+    emit_json(r.to_json()) if args.json else print(f"Run {r.run_id} is now named {r.name!r}.")
+
+
+def cmd_runs_tag(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    r = runs.tag_run(ctx.settings, args.run, add=args.add or (), remove=args.remove or ())
+    emit_json(r.to_json()) if args.json else print(f"Run {r.run_id} tags: {', '.join(r.tags) or '(none)'}.")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    ctx = Context.open()
+    run = runs.load_run(ctx.settings, args.run)
+    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
+    keep = [c for c in (args.keep or "").split(",") if c]
+    show = _progress("scoring") if not args.json else None
+    res = score.score(ctx.settings, ctx.con, run, d.name, Path(args.out), keep=keep, progress=show)
+    if args.json:
+        emit_json({"rows": res.rows, "seconds": res.seconds, "out": str(res.out)})
+        return
+    print(f"{res.rows:,} rows scored in {res.seconds:.1f} s -> {res.out}")
+
+
 def _print_info(info: cat.DatasetInfo, as_json: bool, verb: str = "") -> None:
     if as_json:
         emit_json(info.to_json())
@@ -384,6 +508,46 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("recipe", help="a kept recipe's name or a recipe .json file")
     fa.add_argument("dataset", help="registered name or path")
     fa.add_argument("--out", required=True, help="the Parquet file to write")
+
+    t = command(top, "train", "train LightGBM on a dataset (through a recipe) and save the run", cmd_train)
+    t.add_argument("dataset", help="registered name or path")
+    t.add_argument("--target", required=True, help="the column to predict")
+    t.add_argument("--task", choices=["binary", "multiclass", "regression"], help="default: detected from the target")
+    t.add_argument("--features", help="comma-separated feature columns (default: all but the target and ID-like)")
+    t.add_argument("--recipe", help="a kept recipe's name or a recipe .json file (fitted)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
+    t.add_argument("--split", default="random", choices=["random", "stratified", "time", "group"])
+    t.add_argument("--split-column", help="the time column (time split) or group column (group split)")
+    t.add_argument("--valid", type=float, default=0.15, help="validation fraction (default 0.15)")
+    t.add_argument("--test", type=float, default=0.15, help="test fraction (default 0.15)")
+    t.add_argument("--rounds", type=int, default=1000, help="most boosting rounds (default 1000)")
+    t.add_argument("--early-stopping", type=int, default=50, help="rounds without improvement (0: off)")
+    t.add_argument("--class-weight", choices=["balanced"], help="weight classes by their inverse frequency")
+    t.add_argument("--param", action="append", help="any LightGBM parameter, NAME=VALUE (repeatable)")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--name", help="a name for the run")
+
+    rs = top.add_parser("runs", help="list, show, rename, tag or delete training runs")
+    rsub = rs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    rl = command(rsub, "list", "runs, newest first", cmd_runs_list)
+    rl.add_argument("--dataset")
+    rl.add_argument("--task", choices=["binary", "multiclass", "regression"])
+    rl.add_argument("--tag")
+    command(rsub, "show", "a run's set-up and metrics", cmd_runs_show).add_argument("run")
+    command(rsub, "delete", "delete a run (its folder and registry row)", cmd_runs_delete).add_argument("run")
+    rn = command(rsub, "rename", "rename a run", cmd_runs_rename)
+    rn.add_argument("run")
+    rn.add_argument("name")
+    rt = command(rsub, "tag", "add or remove tags", cmd_runs_tag)
+    rt.add_argument("run")
+    rt.add_argument("--add", nargs="*", help="tags to add")
+    rt.add_argument("--remove", nargs="*", help="tags to remove")
+
+    sc = command(top, "score", "score every row of a dataset with a run's recipe and model, out of core", cmd_score)
+    sc.add_argument("run", help="a run id (see `runs list`)")
+    sc.add_argument("dataset", help="registered name or path")
+    sc.add_argument("--out", required=True, help="the Parquet file to write")
+    sc.add_argument("--keep", help="comma-separated columns to keep beside the predictions (e.g. an ID)")
 
     q = command(top, "sql", "run one SELECT over registered datasets (their names are table names)", cmd_sql)
     q.add_argument("query")

@@ -1,0 +1,56 @@
+"""One training run from start to registry: the function a training job (core.jobs) or the CLI runs.
+
+``run(params, reporter)`` takes plain JSON parameters (what the Train page's form or the CLI's
+arguments hold), trains through core.train, saves the run atomically through core.runs and returns
+``{"run_id": ...}``. Progress goes to the reporter once per boosting iteration.
+"""
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from core import catalog as cat
+from core import engine, recipe_store, runs
+from core.settings import load_settings
+from core.splits import SplitConfig
+from core.train import TrainConfig, train
+
+TARGET = "core.train_job:run"
+
+
+def config_from(params: dict, settings) -> TrainConfig:
+    """A TrainConfig from JSON parameters; a recipe is named (kept in the workspace) or a path."""
+    recipe = recipe_store.load(settings, params["recipe"]) if params.get("recipe") else None
+    split = SplitConfig(**params.get("split", {}))
+    keys = ("task", "features", "params", "num_boost_round", "early_stopping_rounds", "device", "class_weight",
+            "memory_budget_mb", "seed")
+    return TrainConfig(dataset=params["dataset"], target=params["target"], split=split, recipe=recipe,
+                       **{k: params[k] for k in keys if params.get(k) is not None})
+
+
+def run(params: dict, reporter=None) -> dict:
+    """Train, save the run, return {"run_id", "metrics", "baselines"}."""
+    settings = load_settings()
+    con = engine.connect(settings)
+    catalog = cat.Catalog(settings)
+    cat.sync_views(con, catalog.list())
+    config = config_from(params, settings)
+    started = time.monotonic()
+
+    def progress(iteration: int, total: int, train_value: float | None, valid_value: float | None) -> None:
+        if reporter is not None:
+            reporter.report(iteration=iteration, total=total, train=train_value, valid=valid_value,
+                            elapsed=round(time.monotonic() - started, 2))
+
+    result = train(con, config, progress=progress, settings=settings)
+    info = result.to_json()
+    info.pop("model_text", None)
+    dataset = catalog.get(config.dataset)
+    info.update(name=params.get("name") or f"{config.target} on {config.dataset}",
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                fingerprint=cat.fingerprint(dataset, settings), recipe_name=params.get("recipe"),
+                tags=list(params.get("tags") or []))
+    path = runs.save_run(settings, info, result.model_text, result.curve, result.importance,
+                         config.recipe.dumps() if config.recipe else None)
+    return {"run_id": path.name, "metrics": result.metrics, "baselines": result.baselines,
+            "device": result.device, "data_path": result.data_path}
