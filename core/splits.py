@@ -1,7 +1,10 @@
 """Train / validation / test splits as SQL: a query over the training rows that adds a ``__split`` column.
 
-Every kind draws from a seeded md5 hash, so the same rows, seed and fractions give the same split in
-any run and any DuckDB version (md5, not DuckDB's ``hash()``, which may change between versions):
+Every kind draws from DuckDB's seeded ``hash()`` of the row's values, so the same rows, seed and
+fractions give the same split in every run with this (pinned) DuckDB; a DuckDB upgrade may change
+the hash, and so the split (each run records its split's kind, seed, fractions and row counts).
+An md5 of each row's text was stable across versions but cost 30 times more (4.5 s against 0.14 s
+for 2M rows), and the split is computed every time the data is read:
 
 random      each row by the hash of its whole text plus the seed; fractions hold on average
             (a binomial draw per row). Identical rows hash alike, so they land on the same side.
@@ -33,7 +36,7 @@ KINDS = ("random", "stratified", "time", "group")
 SPLITS = ("train", "valid", "test")
 SPLIT_COLUMN = "__split"
 ROW = "__quarry_row"  # the alias of a source row, whose text is hashed
-_UNIT = "(md5_number({text}) >> 75)::DOUBLE / 9007199254740992.0"  # top 53 bits of md5: uniform in [0, 1)
+_UNIT = "(hash({seed}, {value}) >> 11)::DOUBLE / 9007199254740992.0"  # top 53 bits of the hash: uniform in [0, 1)
 _TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_ ]*(\(\d+\))?$")
 
 
@@ -119,8 +122,8 @@ def _usable(name: str, typ: str) -> str:
     return f"({q} IS NOT NULL AND isfinite({q}))" if typ.upper() in FLOAT_TYPES else f"{q} IS NOT NULL"
 
 
-def _unit(text_sql: str) -> str:
-    return _UNIT.format(text=text_sql)
+def _unit(seed: int, value_sql: str) -> str:
+    return _UNIT.format(seed=int(seed), value=value_sql)
 
 
 def _cut(u: str, config: SplitConfig) -> str:
@@ -180,18 +183,17 @@ def split_sql(con: duckdb.DuckDBPyConnection, source_sql: str, params: dict, con
                                  "or numbers.", "Cast it to a timestamp first, or pick another column.")
             keep.append(_usable(config.column, typ))
     base = f"SELECT * FROM ({source_sql}) AS {ROW} WHERE {' AND '.join(keep)}"
-    seed = quote_literal(f"{int(config.seed)}:")
+    seed = int(config.seed)
     if config.kind == "random":
-        hashed = f"SELECT *, {_unit(f'{seed} || CAST({ROW} AS VARCHAR)')} AS __u FROM ({base}) AS {ROW}"
+        hashed = f"SELECT *, {_unit(seed, ROW)} AS __u FROM ({base}) AS {ROW}"
         return f"SELECT * EXCLUDE (__u), {_cut('__u', config)} AS {SPLIT_COLUMN} FROM ({hashed})"
     if config.kind == "group":
         g = quote_ident(config.column)
-        text = f"{seed} || CASE WHEN {g} IS NULL THEN 'null' ELSE 'value:' || CAST({g} AS VARCHAR) END"
-        hashed = f"SELECT *, {_unit(text)} AS __u FROM ({base})"
+        hashed = f"SELECT *, {_unit(seed, g)} AS __u FROM ({base})"
         return f"SELECT * EXCLUDE (__u), {_cut('__u', config)} AS {SPLIT_COLUMN} FROM ({hashed})"
     if config.kind == "stratified":
         y = quote_ident(target)
-        hashed = f"SELECT *, {_unit(f'{seed} || CAST({ROW} AS VARCHAR)')} AS __u FROM ({base}) AS {ROW}"
+        hashed = f"SELECT *, {_unit(seed, ROW)} AS __u FROM ({base}) AS {ROW}"
         ranked = (f"SELECT *, row_number() OVER (PARTITION BY {y} ORDER BY __u) AS __r, "
                   f"count(*) OVER (PARTITION BY {y}) AS __n FROM ({hashed})")
         n_test = f"round(__n * {config.test!r})"
