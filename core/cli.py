@@ -318,7 +318,8 @@ def _train_params(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "target": args.target, "task": args.task, "device": args.device,
             "recipe": args.recipe, "split": split, "params": params, "num_boost_round": args.rounds,
             "early_stopping_rounds": args.early_stopping, "class_weight": args.class_weight, "seed": args.seed,
-            "features": args.features.split(",") if args.features else None, "name": args.name}
+            "features": args.features.split(",") if args.features else None, "name": args.name,
+            "tune": {"n_trials": args.trials, "timeout_s": args.time_budget} if args.trials else None}
 
 
 def _number_or_text(text: str) -> object:
@@ -526,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--param", action="append", help="any LightGBM parameter, NAME=VALUE (repeatable)")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--name", help="a name for the run")
+    t.add_argument("--trials", type=int, help="search parameters with Optuna for this many trials, then refit the best")
+    t.add_argument("--time-budget", type=float, help="stop starting new trials after this many seconds")
 
     rs = top.add_parser("runs", help="list, show, rename, tag or delete training runs")
     rsub = rs.add_subparsers(dest="action", required=True, parser_class=_Parser)

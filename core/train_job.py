@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 
 from core import catalog as cat
-from core import engine, recipe_store, runs
+from core import engine, recipe_store, runs, tune
 from core.settings import load_settings
 from core.splits import SplitConfig
 from core.train import TrainConfig, train
@@ -42,8 +42,21 @@ def run(params: dict, reporter=None) -> dict:
             reporter.report(iteration=iteration, total=total, train=train_value, valid=valid_value,
                             elapsed=round(time.monotonic() - started, 2))
 
-    result = train(con, config, progress=progress, settings=settings)
+    search = params.get("tune") or {}
+    if search.get("n_trials"):  # an Optuna search, then the refit of its best trial is the run's model
+        def trial_done(t: dict) -> None:
+            if reporter is not None:
+                reporter.report(trial=t["number"] + 1, trials=t["of"], trial_state=t["state"], value=t["value"],
+                                best=t["best_value"], elapsed=t["elapsed"])
+
+        found = tune.tune(con, config, n_trials=int(search["n_trials"]), timeout_s=search.get("timeout_s"),
+                          progress=trial_done, settings=settings)
+        result, tuning = found.refit, found.to_json()
+    else:
+        result, tuning = train(con, config, progress=progress, settings=settings), None
     info = result.to_json()
+    if tuning:
+        info["tuning"] = tuning
     info.pop("model_text", None)
     dataset = catalog.get(config.dataset)
     info.update(name=params.get("name") or f"{config.target} on {config.dataset}",

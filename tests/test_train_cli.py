@@ -63,3 +63,14 @@ def test_train_errors_are_one_line(capsys, settings, data):
     assert "build-lightgbm-cuda.sh" in capsys.readouterr().err
     assert main(["train", "d", "--target", "y", "--param", "oops"]) == 2
     assert main(["score", "no-such-run", "d", "--out", "/tmp/x.parquet"]) == 2
+
+
+def test_train_with_a_search(capsys, settings, data):
+    assert main(["datasets", "register", str(data), "--name", "d"]) == 0
+    capsys.readouterr()
+    assert main(["train", "d", "--target", "y", "--rounds", "30", "--trials", "3", "--json"]) == 0
+    run_id = _json(capsys)["run_id"]
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    tuning = _json(capsys)["tuning"]
+    assert len(tuning["trials"]) == 3 and tuning["best_value"] == min(
+        t["value"] for t in tuning["trials"] if t["state"] == "complete")
