@@ -10,6 +10,9 @@ pages = [
     st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
     st.Page("pages/profile.py", title="Profile", icon=":material/query_stats:"),
     st.Page("pages/features.py", title="Features", icon=":material/tune:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/leaderboard:"),
+    st.Page("pages/score.py", title="Score", icon=":material/batch_prediction:"),
     st.Page("pages/sql.py", title="SQL", icon=":material/terminal:"),
 ]
 if not ui.signed_in():

@@ -1,6 +1,8 @@
 """Plotly figures built from core results: pure functions of aggregates, never of raw rows."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import plotly.graph_objects as go
 
 from core.correlate import Correlations
@@ -147,4 +149,92 @@ def target_breakdown(b: TargetBreakdown) -> go.Figure:
                                   range=[0, 100] if share else None, ticksuffix="%" if share else ""),
                       legend=dict(orientation="h", y=-0.25), height=380)
     fig.update_xaxes(type="category")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Training runs: learning curves, feature importance, runs compared
+
+PALETTE = (ACCENT, "#D9822B", "#6C5B7B", "#3A7CA5", "#8C9A3B")  # up to 5 runs compared
+CURVE_POINTS = 500
+
+
+def _thin(n: int, limit: int) -> list[int]:
+    """At most `limit` evenly spaced indices of n points, always the first and the last."""
+    if n <= limit:
+        return list(range(n))
+    step = (n - 1) / (limit - 1)
+    return sorted({round(i * step) for i in range(limit)})
+
+
+def _curve_points(curve: dict | Sequence[dict]) -> tuple[list[int], list, list]:
+    """(iterations, train values, valid values) of a run's curve.json or a job's progress lines."""
+    if isinstance(curve, dict):
+        train, valid = list(curve.get("train") or []), list(curve.get("valid") or [])
+        n = max(len(train), len(valid))
+        return list(range(1, n + 1)), train + [None] * (n - len(train)), valid + [None] * (n - len(valid))
+    lines = [p for p in curve if "iteration" in p]
+    return [p["iteration"] for p in lines], [p.get("train") for p in lines], [p.get("valid") for p in lines]
+
+
+def learning_curve(curve: dict | Sequence[dict], metric: str | None = None, best: int | None = None,
+                   limit: int = CURVE_POINTS) -> go.Figure | None:
+    """The metric on train and valid per boosting iteration (at most `limit` points), the best iteration marked.
+
+    `curve` is a run's curve.json ({"metric", "train", "valid"}) or a training job's progress lines
+    ({"iteration", "train", "valid", ...}).
+    """
+    x, train, valid = _curve_points(curve)
+    if not x:
+        return None
+    metric = metric or (curve.get("metric") if isinstance(curve, dict) else None)
+    keep = _thin(len(x), limit)
+    fig = _fig(f"Learning curve ({metric})" if metric else "Learning curve", "boosting iteration",
+               metric or "the task's default metric")
+    for name, values, color in (("train", train, MUTED), ("valid", valid, ACCENT)):
+        if any(v is not None for v in values):
+            fig.add_scatter(x=[x[i] for i in keep], y=[values[i] for i in keep], name=name, mode="lines",
+                            line=dict(color=color, width=2.5),
+                            hovertemplate=f"{name} · iteration %{{x}}: %{{y:.5g}}<extra></extra>")
+    if best:
+        fig.add_vline(x=best, line=dict(color="#888", dash="dot", width=1),
+                      annotation=dict(text=f"best {best}", font=dict(size=11, color="#666")))
+    fig.update_layout(legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    return fig
+
+
+def importance(imp: dict, by: str = "gain", limit: int = 30) -> go.Figure | None:
+    """The features with the highest importance `by` 'gain' (total gain of their splits) or 'split' (times used)."""
+    names, values = list(imp.get("feature") or []), list(imp.get(by) or [])
+    if not names or len(values) != len(names):
+        return None
+    order = sorted(range(len(names)), key=lambda i: (-values[i], names[i]))[:limit]
+    words = {"gain": "total gain", "split": "splits"}
+    shown = f"top {len(order)} of {len(names)}" if len(names) > len(order) else f"{len(names)} features"
+    fig = _fig(f"Importance by {words.get(by, by)} ({shown})", words.get(by, by), "")
+    fig.add_bar(x=[values[i] for i in order][::-1], y=[names[i] for i in order][::-1], orientation="h",
+                marker_color=ACCENT if by == "gain" else "#3A7CA5",
+                hovertemplate="%{y}: %{x:,.4g}<extra></extra>")
+    fig.update_layout(height=max(240, 22 * len(order) + 90))
+    fig.update_yaxes(type="category")
+    return fig
+
+
+def compare_curves(curves: dict[str, dict], limit: int = CURVE_POINTS) -> go.Figure | None:
+    """Several runs' learning curves overlaid: valid solid, train dotted, one colour per run."""
+    if not curves:
+        return None
+    metrics = {c.get("metric") for c in curves.values()} - {None}
+    metric = metrics.pop() if len(metrics) == 1 else "first metric of each run"
+    fig = _fig(f"Learning curves ({metric})", "boosting iteration", metric if len(curves) else "")
+    for k, (label, curve) in enumerate(curves.items()):
+        x, train, valid = _curve_points(curve)
+        keep = _thin(len(x), limit)
+        color = PALETTE[k % len(PALETTE)]
+        for part, values, dash in (("valid", valid, "solid"), ("train", train, "dot")):
+            if any(v is not None for v in values):
+                fig.add_scatter(x=[x[i] for i in keep], y=[values[i] for i in keep], mode="lines",
+                                name=f"{label} · {part}", legendgroup=label, line=dict(color=color, dash=dash, width=2),
+                                hovertemplate=f"{label} · {part} · iteration %{{x}}: %{{y:.5g}}<extra></extra>")
+    fig.update_layout(height=380, legend=dict(orientation="h", y=-0.2))
     return fig

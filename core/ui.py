@@ -5,21 +5,38 @@ The only module in core/ that imports streamlit. Pages call these helpers and co
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import runpy
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 import streamlit as st
 
 from core import catalog as cat
-from core import correlate, engine, features, materialize, profile_store, recipe, report, sandbox, target
+from core import (
+    correlate,
+    engine,
+    features,
+    jobs,
+    materialize,
+    profile_store,
+    recipe,
+    report,
+    runs,
+    sandbox,
+    score,
+    target,
+)
 from core import insights as ins
 from core import profile as prof
 from core.errors import QuarryError
+from core.fmt import human_seconds
 from core.settings import REPO_ROOT, Settings, load_settings
 
 DATASET_KEY = "dataset"
@@ -323,3 +340,233 @@ def short(value: object) -> str:
         return f"{value:,.4g}" if abs(value) < 1e15 else f"{value:.4g}"
     text = "" if value is None else str(value)
     return text if len(text) <= 24 else text[:23] + "…"
+
+
+# ----------------------------------------------------------------------------------------------
+# Train, Runs and Score pages: training jobs, run tables, scoring into the workspace
+
+TRAIN_JOB_KEY = "train_job"
+
+
+def parse_params(text: str) -> dict:
+    """Extra LightGBM parameters as typed: a JSON object, or NAME=VALUE lines ('#' starts a comment).
+
+    Only the syntax is checked here; core.train.check_params checks the names and values.
+    """
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text[0] in "{[":
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise QuarryError(f"The LightGBM parameters are not valid JSON: {exc.msg} (line {exc.lineno}, column "
+                              f"{exc.colno}).", 'Write a JSON object such as {"num_leaves": 31}, or NAME=VALUE '
+                              "lines.") from None
+        if not isinstance(doc, dict):
+            raise QuarryError(f"The LightGBM parameters must be a JSON object. Got a {type(doc).__name__}.",
+                              'Write them as {"num_leaves": 31, "learning_rate": 0.1}.')
+        return doc
+    out: dict = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if not sep or not key or not value:
+            raise QuarryError(f"Line {number} of the LightGBM parameters is not NAME=VALUE. Got {line!r}.",
+                              "Write one parameter per line, e.g. num_leaves=31, or a JSON object.")
+        if key in out:
+            raise QuarryError(f"The LightGBM parameter {key!r} is given twice (lines with {key}=).", "Give it once.")
+        out[key] = {"true": True, "false": False}.get(value.lower(), _parse_value(value))
+    return out
+
+
+def followed_job() -> str | None:
+    """The training job this page follows: the URL's ?job= first (a reload, a shared link), then this session's."""
+    return st.query_params.get("job") or st.session_state.get(TRAIN_JOB_KEY)
+
+
+def follow_job(job_id: str | None) -> None:
+    """Follow `job_id` (None: none) in this session and in the URL, so a reload or another tab reattaches."""
+    if job_id:
+        st.session_state[TRAIN_JOB_KEY] = job_id
+        if st.query_params.get("job") != job_id:
+            st.query_params["job"] = job_id
+    else:
+        st.session_state.pop(TRAIN_JOB_KEY, None)
+        st.query_params.pop("job", None)
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a training job stands: boosting iterations done of the most, seconds so far, an estimate of the rest."""
+
+    iteration: int
+    total: int | None
+    elapsed_s: float
+    eta_s: float | None
+    train: float | None
+    valid: float | None
+
+    @property
+    def share(self) -> float:
+        return min(1.0, self.iteration / self.total) if self.total else 0.0
+
+
+def job_progress(job: jobs.Job, now: float | None = None) -> JobProgress:
+    """Progress from a training job's last lines; the ETA is time per iteration x iterations left.
+
+    Time per iteration is measured between the first and the last reported iteration, so the time
+    spent reading the data before the first one does not inflate it (elapsed / iteration when there
+    is only one). With early stopping the ETA is an upper bound.
+    """
+    lines = [p for p in job.progress if "iteration" in p]
+    started = datetime.fromisoformat(job.started_at).timestamp()
+    elapsed = max(0.0, (now or time.time()) - started) if job.state == "running" else \
+        float(job.last.get("t", started)) - started
+    if not lines:
+        return JobProgress(0, None, elapsed, None, None, None)
+    first, last = lines[0], lines[-1]
+    iteration, total = int(last["iteration"]), int(last.get("total") or 0) or None
+    if iteration > int(first["iteration"]):
+        per = (float(last["elapsed"]) - float(first["elapsed"])) / (iteration - int(first["iteration"]))
+    else:
+        per = float(last.get("elapsed") or 0) / max(iteration, 1)
+    eta = per * (total - iteration) if total and job.state == "running" else None
+    return JobProgress(iteration, total, elapsed, eta, last.get("train"), last.get("valid"))
+
+
+def job_label(job: jobs.Job) -> str:
+    """'is_fraud on transactions · running 120/1000 · 14:02 UTC' for a picker."""
+    p = job_progress(job)
+    done = f" {p.iteration:,}/{p.total:,}" if job.state == "running" and p.total else ""
+    return f"{job.title or job.job_id} · {job.state}{done} · started {job.started_at[:16].replace('T', ' ')} UTC"
+
+
+def jobs_table(found: list[jobs.Job]) -> dict:
+    """Training jobs as table columns: started, title, state, iterations, run, job id."""
+    progress = [job_progress(j) for j in found]
+    return {"started (UTC)": [j.started_at[:19].replace("T", " ") for j in found],
+            "title": [j.title for j in found], "state": [j.state for j in found],
+            "iterations": [f"{p.iteration:,}/{p.total:,}" if p.total else "" for p in progress],
+            "run": [(j.result or {}).get("run_id", "") for j in found], "job": [j.job_id for j in found]}
+
+
+def _cell(value: object) -> str:
+    """Any run.json value as short text for a table cell."""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4g}"
+    if isinstance(value, dict | list):
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 80 else text[:79] + "…"
+    return "" if value is None else str(value)
+
+
+def metrics_table(metrics: dict, baselines: dict) -> dict:
+    """The model's valid and test metrics beside each baseline's, one row per metric."""
+    parts = {"model (valid)": (metrics or {}).get("valid") or {}, "model (test)": (metrics or {}).get("test") or {}}
+    parts.update({f"{name} baseline": values or {} for name, values in (baselines or {}).items()})
+    names = list(dict.fromkeys(k for values in parts.values() for k in values))
+    return {"metric": names, **{head: [_cell(values.get(m)) for m in names] for head, values in parts.items()}}
+
+
+def run_labels(found: list) -> dict[str, str]:
+    """run id -> 'name · dataset · 2025-03-14 15:30' for pickers (RunSummary rows)."""
+    return {r.run_id: f"{r.name} · {r.dataset} · {r.created_at[:16].replace('T', ' ')}" for r in found}
+
+
+def runs_table(found: list) -> dict:
+    """Runs (RunSummary rows) as table columns."""
+    return {"name": [r.name for r in found], "created (UTC)": [r.created_at[:19].replace("T", " ") for r in found],
+            "dataset": [r.dataset for r in found], "target": [r.target for r in found],
+            "task": [r.task for r in found], "device": [r.device for r in found],
+            "metric": [r.metric or "" for r in found], "valid": [r.valid_metric for r in found],
+            "test": [r.test_metric for r in found], "tags": [", ".join(r.tags) for r in found],
+            "run id": [r.run_id for r in found]}
+
+
+def run_facets(found: list) -> tuple[list[str], list[str], list[str]]:
+    """The datasets, tasks and tags that occur among runs, for filters."""
+    return (sorted({r.dataset for r in found}), sorted({r.task for r in found}),
+            sorted({t for r in found for t in r.tags}))
+
+
+def run_setup(run: runs.Run) -> dict:
+    """How a run was made, as (what, value) rows."""
+    from core.splits import SplitConfig  # here: only the Runs page needs it
+
+    info = run.info
+    device = info.get("device") or {}
+    timings = info.get("timings") or {}
+    try:
+        split = SplitConfig(**info["split"]).describe() if info.get("split") else ""
+    except (QuarryError, TypeError):
+        split = _cell(info.get("split"))
+    excluded = info.get("excluded") or {}
+    left_out = ", ".join(list(excluded)[:5]) + (f" and {len(excluded) - 5:,} more" if len(excluded) > 5 else "")
+    rows = [("dataset", info.get("dataset")), ("target", info.get("target")), ("task", info.get("task")),
+            ("features", f"{len(run.features):,}" + (f" (left out: {left_out})" if excluded else "")),
+            ("recipe", info.get("recipe_name") or ("yes" if run.recipe else "none")),
+            ("split", split), ("rows", ", ".join(f"{k} {v:,}" for k, v in (info.get("rows") or {}).items())),
+            ("device", f"{device.get('used', '')} (asked: {device.get('requested', '')}; {device.get('reason', '')})"),
+            ("data path", {"memory": "in memory", "sequence": "Parquet batches (over the memory budget)"}.get(
+                info.get("data_path"), _cell(info.get("data_path")))),
+            ("rounds", f"best iteration {info.get('best_iteration')} of at most {info.get('num_boost_round')}"),
+            ("timings", " · ".join(f"{k.removesuffix('_s')} {human_seconds(v)}" for k, v in timings.items()
+                                   if isinstance(v, int | float))),
+            ("created (UTC)", str(info.get("created_at", ""))[:19].replace("T", " ")), ("run id", run.run_id)]
+    return {"": [k for k, _ in rows], "value": [_cell(v) for _, v in rows]}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Runs side by side (core.runs.compare_runs) as tables, and each run's learning curve."""
+
+    labels: list[str]
+    metrics: dict
+    params: dict
+    setup: dict
+    curves: dict[str, dict]
+
+
+def compare(settings: Settings, ids: list[str]) -> Comparison:
+    """Tables of the runs' metrics and of the parameters and set-up that differ; their curves by label."""
+    found = runs.compare_runs(settings, ids)
+    labels = [f"{r['name']} ({r['run_id'][-6:]})" for r in found["runs"]]
+
+    def table(section: dict, first: str) -> dict:
+        return {first: list(section), **{label: [_cell(v[i]) for v in section.values()]
+                                         for i, label in enumerate(labels)}}
+
+    metric_rows = {f"{m} ({part})": values for part in ("valid", "test")
+                   for m, values in found["metrics"][part].items()}
+    curves = {label: runs.load_run(settings, r["run_id"]).curve for label, r in zip(labels, found["runs"], strict=True)}
+    return Comparison(labels, table(metric_rows, "metric"), table(found["params"], "parameter"),
+                      table(found["setup"], "set-up"), curves)
+
+
+def check_scoring(run_id: str, dataset: str, keep: tuple[str, ...]) -> runs.Run:
+    """The run, once core.score.check_inputs has found that `dataset` can be scored with it (else ScoreError)."""
+    ws = workspace()
+    run = runs.load_run(ws.settings, run_id)
+    score.check_inputs(ws.con, run, dataset, keep=keep)
+    return run
+
+
+def score_to_dataset(run_id: str, dataset: str, keep: tuple[str, ...], out_name: str,
+                     progress: Callable[[int, int], None]) -> tuple[score.ScoreResult, cat.Dataset]:
+    """Score every row of `dataset` with the run into the workspace (datasets/NAME.parquet) and register it."""
+    ws = workspace()
+    cat.check_name(out_name)
+    if out_name in ws.catalog.names():
+        raise QuarryError(f"A dataset named {out_name!r} already exists.", "Pick another output name.")
+    run = check_scoring(run_id, dataset, keep)  # before anything is written
+    ws.settings.datasets_dir.mkdir(parents=True, exist_ok=True)
+    path = ws.settings.datasets_dir / f"{out_name}.parquet"
+    result = score.score(ws.settings, ws.con, run, dataset, path, keep=keep, progress=progress)
+    try:
+        return result, cat.register(ws.con, ws.catalog, str(path), name=out_name)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
