@@ -13,12 +13,13 @@ st.markdown("Machine learning on tabular data too big for pandas: **DuckDB does 
 st.subheader("Workflow")
 steps = [
     ("1. Data", "Register Parquet/CSV files, folders, globs or hive partitions; browse them page by page.", True),
-    ("2. Profile", "Column statistics, distributions and top values over the full data.", True),
+    ("2. Profile", "Statistics, distributions, alerts, missing patterns and target analysis over the full data.",
+     True),
     ("3. SQL", "Ask questions in SQL over your datasets; save a result as a new dataset.", True),
-    ("4. Features", "A recipe of feature steps compiled to SQL, reused unchanged in training and scoring.", False),
-    ("5. Train", "LightGBM on data bigger than memory, on a GPU when there is one.", False),
+    ("4. Features", "A recipe of feature steps compiled to SQL, reused unchanged in training and scoring.", True),
+    ("5. Train", "LightGBM on data bigger than memory in a worker process, with tuning and a run registry.", True),
     ("6. Evaluate / Explain", "Metrics, thresholds, slices, SHAP and what-if.", False),
-    ("7. Score", "Batch scoring out of core with the run's recipe.", False),
+    ("7. Score", "Batch scoring out of core with the run's recipe.", True),
 ]
 cols = st.columns(len(steps))
 for col, (name, text, ready) in zip(cols, steps, strict=True):
@@ -46,3 +47,5 @@ with ui.errors_shown():
     st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/table_view:")
     st.page_link("pages/profile.py", label="Profile it", icon=":material/query_stats:")
     st.page_link("pages/sql.py", label="Query it on the SQL page", icon=":material/terminal:")
+    st.page_link("pages/features.py", label="Engineer features", icon=":material/tune:")
+    st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
