@@ -238,3 +238,50 @@ def compare_curves(curves: dict[str, dict], limit: int = CURVE_POINTS) -> go.Fig
                                 hovertemplate=f"{label} · {part} · iteration %{{x}}: %{{y:.5g}}<extra></extra>")
     fig.update_layout(height=380, legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter searches: the value of each trial
+
+
+def trial_values(trials: Sequence[dict], metric: str | None = None, height: int = 320) -> go.Figure | None:
+    """Each trial's value by trial number (lower is better), the best so far as a step line, pruned trials marked.
+
+    `trials` are {"number", "state", "value"} (run.json's tuning.trials, or core.ui.search_progress).
+    A pruned trial is a grey cross at the value it was stopped at when known (a job's progress lines
+    carry Optuna's last reported value), else along the top of the complete ones (run.json keeps none).
+    """
+    if not trials:
+        return None
+
+    def complete(t: dict) -> bool:
+        return t.get("state") == "complete" and t.get("value") is not None
+
+    done = sorted(filter(complete, trials), key=lambda t: t["number"])
+    other = [t for t in trials if not complete(t)]
+    last = max(t["number"] for t in trials)
+    fig = _fig(f"Search: valid {metric} by trial" if metric else "Search: each trial's value on the valid split",
+               "trial number", f"valid {metric or 'value'} (lower is better)")
+    if done:
+        best, running = [], float("inf")
+        for t in done:
+            running = min(running, t["value"])
+            best.append(running)
+        # The line runs on to the last trial, over pruned ones at the end.
+        fig.add_scatter(x=[t["number"] for t in done] + [last], y=best + [running], name="best so far", mode="lines",
+                        line=dict(color=MUTED, width=2, shape="hv"),
+                        hovertemplate="best after trial %{x}: %{y:.5g}<extra></extra>")
+        fig.add_scatter(x=[t["number"] for t in done], y=[t["value"] for t in done], name="complete",
+                        mode="markers", marker=dict(color=ACCENT, size=9),
+                        hovertemplate="trial %{x}: %{y:.5g}<extra></extra>")
+    if other:
+        top = max((t["value"] for t in trials if t.get("value") is not None), default=0.0)
+        y = [top if t.get("value") is None else t["value"] for t in other]
+        said = [(t.get("state") or "pruned") + (", no value kept" if t.get("value") is None else "") for t in other]
+        fig.add_scatter(x=[t["number"] for t in other], y=y, name="pruned", mode="markers",
+                        marker=dict(color="#999", size=9, symbol="x"), customdata=said,
+                        hovertemplate="trial %{x}: %{customdata}<extra></extra>")
+    fig.update_layout(height=height, legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))  # clear of the title
+    # Whole trial numbers only, and half a trial of room on each side so no marker sits on the axis.
+    fig.update_xaxes(range=[-0.5, last + 0.5], tick0=0, dtick=max(1, -(-(last + 1) // 10)))
+    return fig

@@ -319,7 +319,8 @@ def _train_params(args: argparse.Namespace) -> dict:
             "recipe": args.recipe, "split": split, "params": params, "num_boost_round": args.rounds,
             "early_stopping_rounds": args.early_stopping, "class_weight": args.class_weight, "seed": args.seed,
             "features": args.features.split(",") if args.features else None, "name": args.name,
-            "tune": {"n_trials": args.trials, "timeout_s": args.time_budget} if args.trials else None}
+            "tune": {"n_trials": args.trials, "timeout_s": args.time_budget} if args.trials else None,
+            "cv_folds": args.cv}
 
 
 def _number_or_text(text: str) -> object:
@@ -338,10 +339,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
     params = {**_train_params(args), "dataset": d.name}
 
-    class Printer:  # one line per 10 iterations on a terminal
-        def report(self, iteration: int, total: int, train: float | None, valid: float | None, **_: object) -> None:
-            if sys.stderr.isatty() and (iteration % 10 == 0 or iteration == total):
-                sys.stderr.write(f"\riteration {iteration}/{total}  train {train}  valid {valid}   ")
+    class Printer:  # on a terminal: one line per 10 iterations, or per finished search trial
+        def report(self, **line: object) -> None:
+            if not sys.stderr.isatty():
+                return
+            if "trial" in line:
+                sys.stderr.write(f"\rtrial {line['trial']}/{line['trials']} {line['trial_state']}  "
+                                 f"best {line['best']}   ")
+            elif line["iteration"] % 10 == 0 or line["iteration"] == line["total"]:
+                sys.stderr.write(f"\riteration {line['iteration']}/{line['total']}  train {line['train']}  "
+                                 f"valid {line['valid']}   ")
 
     out = train_job.run(params, None if args.json else Printer())
     if args.json:
@@ -355,6 +362,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     for name, values in out["baselines"].items():
         print(f"  {name:<7}" + "  ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
               + "  (baseline)")
+    if out.get("cv"):
+        cv = out["cv"]
+        print("  cv     " + "  ".join(f"{k} {v:.4f} ± {cv['std'][k]:.4f}" for k, v in cv["mean"].items()
+                                       if isinstance(v, float))
+              + f"  ({cv['folds']} folds of the train and valid rows, {cv['rounds']} rounds)")
 
 
 def cmd_runs_list(args: argparse.Namespace) -> None:
@@ -526,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-weight", choices=["balanced"], help="weight classes by their inverse frequency")
     t.add_argument("--param", action="append", help="any LightGBM parameter, NAME=VALUE (repeatable)")
     t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="also cross-validate on K folds of the train and valid rows (2-20; default 0: off)")
     t.add_argument("--name", help="a name for the run")
     t.add_argument("--trials", type=int, help="search parameters with Optuna for this many trials, then refit the best")
     t.add_argument("--time-budget", type=float, help="stop starting new trials after this many seconds")

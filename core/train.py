@@ -15,10 +15,15 @@ The flow, all out of core except what LightGBM itself holds:
    time, so data larger than RAM trains (LightGBM keeps only its binned copy, ~1 byte per value).
 4. LightGBM trains with early stopping on the valid split; a trivial (prior) model and a linear model
    on a sample are fitted alongside; all three are scored on the test split, streamed in batches.
+5. With ``cv_folds=k`` (optional), the train and valid rows (never the test rows) are read once more
+   with a fold number from DuckDB's seeded hash (see :func:`fold_sql`), and k models are trained with
+   the same parameters for the main model's best number of rounds, each on k - 1 folds and scored on
+   the fold it did not see. Cross-validation holds those rows in memory, so it needs them to fit the
+   memory budget; it refuses (before reading anything) when they do not.
 
 Cancelling: ``should_stop()`` is asked before every boosting iteration (and between batches while
-reading); when it returns True, ``train`` raises :class:`Cancelled` (a QuarryError) and keeps no
-model; a cancelled run has no result.
+reading, and before each cross-validation fold); when it returns True, ``train`` raises
+:class:`Cancelled` (a QuarryError) and keeps no model; a cancelled run has no result.
 """
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ from core.fmt import jsonable
 from core.profile import NUMERIC, column_kind
 from core.recipe import Recipe, compile_recipe, source_sql
 from core.settings import Settings, load_settings
-from core.splits import SPLIT_COLUMN, SplitConfig, split_counts, split_sql
+from core.splits import ROW, SPLIT_COLUMN, SplitConfig, split_counts, split_sql
 
 TASKS = ("binary", "multiclass", "regression")
 DEVICES = ("auto", "cpu", "gpu", "cuda")
@@ -63,6 +68,9 @@ GPU_MIN_ROWS = 1_000_000  # below this, auto stays on CPU: moving data to a GPU 
 BATCH_ROWS = 65_536  # Arrow batch and Parquet row group size
 BASELINE_ROWS = 100_000  # the linear baseline's sample
 CATEGORY_BATCH = 32  # text features per GROUPING SETS query (GROUPING() takes at most 64 columns)
+CV_MAX_FOLDS = 20
+FOLD_COLUMN = "__fold"
+CV_SALT = "quarry-cv-folds"  # hashed with the seed and the row, so folds do not echo the split's own hash
 CUDA_BUILD_HINT = ("Build LightGBM with CUDA with scripts/build-lightgbm-cuda.sh on a machine with an NVIDIA GPU, "
                    "or use device 'auto' or 'cpu'.")
 DEFAULT_METRIC = {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "rmse"}
@@ -312,6 +320,10 @@ class TrainConfig:
     ``early_stopping_rounds=0`` trains all ``num_boost_round`` rounds. ``class_weight='balanced'`` sets
     is_unbalance for a binary task and per-row weights n / (classes * class rows) for a multiclass one.
     ``recipe`` is a fitted core.recipe.Recipe whose output is what the model learns from.
+    ``cv_folds``: 0 (off), or k in [2, 20] for k-fold cross-validation of the train and valid rows
+    after training (see :func:`fold_sql` and ``TrainResult.cv``). The folds' round count is the main
+    model's best iteration, which was chosen on the valid rows the folds include, so the estimate
+    leans slightly optimistic; the test split stays the unbiased one.
     """
 
     dataset: str
@@ -327,6 +339,7 @@ class TrainConfig:
     memory_budget_mb: float = 2048
     recipe: Recipe | None = None
     seed: int = 42
+    cv_folds: int = 0
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -350,6 +363,10 @@ class TrainConfig:
             raise QuarryError("The split must be a SplitConfig.", "Build it with core.splits.SplitConfig(...).")
         if not Rule("int").ok(self.seed):
             raise QuarryError(f"The seed must be an int. Got {self.seed!r}.", "Give a whole number, e.g. 42.")
+        folds = self.cv_folds
+        if isinstance(folds, bool) or not isinstance(folds, int) or not (folds == 0 or 2 <= folds <= CV_MAX_FOLDS):
+            raise QuarryError(f"The 'cv_folds' parameter must be 0 (off) or an int in [2, {CV_MAX_FOLDS}]. "
+                              f"Got {self.cv_folds!r}.", "Give the number of folds, e.g. 5, or 0 for none.")
 
 
 @dataclass(frozen=True)
@@ -409,6 +426,11 @@ class TrainResult:
     out of the default features -> why. ``metrics`` / ``baselines`` are on the valid and test splits
     (baselines on test, or valid when there is no test split). ``curve`` is the first metric per
     iteration on train and valid. ``booster`` is the live model; it is not part of the JSON.
+
+    ``cv`` is None without cross-validation, else ``{"folds": k, "rounds": n, "rows": [held-out rows
+    per fold], "per_fold": [{metric: value} per fold], "mean": {...}, "std": {...}}``: every fold's
+    model trained n rounds on the other folds and scored on its own (the task's metrics, as
+    ``metrics``); mean and std (population, ddof=0) over the folds where the metric is defined.
     """
 
     dataset: str
@@ -433,6 +455,7 @@ class TrainResult:
     timings: dict
     notes: list[str]
     model_text: str
+    cv: dict | None = None
     booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -681,6 +704,7 @@ class _Split:
     y: np.ndarray
     x: np.ndarray | None = None
     seq: ParquetSequence | None = None
+    fold: np.ndarray | None = None  # each row's cross-validation fold, when read with one
 
     def chunks(self, labels: _Labels) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if self.x is not None:
@@ -690,10 +714,36 @@ class _Split:
             yield self.seq.spec.matrix(batch), labels(batch.column("__y"))
 
 
-def _split_select(spec: FeatureSpec, target: str, task: str, query: str, split: str) -> str:
+def _label_sql(target: str, task: str) -> str:
     y = quote_ident(target)
-    label = f"CAST({y} AS DOUBLE)" if task == "regression" else y
-    return f"SELECT {spec.select_sql()}, {label} AS __y FROM ({query}) WHERE {SPLIT_COLUMN} = '{split}'"
+    return f"CAST({y} AS DOUBLE)" if task == "regression" else y
+
+
+def _split_select(spec: FeatureSpec, target: str, task: str, query: str, split: str) -> str:
+    return (f"SELECT {spec.select_sql()}, {_label_sql(target, task)} AS __y FROM ({query}) "
+            f"WHERE {SPLIT_COLUMN} = '{split}'")
+
+
+def fold_sql(query: str, split: SplitConfig, target: str, folds: int, seed: int) -> str:
+    """The train and valid rows of a split query (core.splits.split_sql) with their cross-validation fold.
+
+    ``SELECT <the query's columns>, __fold FROM ...`` where ``__fold`` is 0 .. folds - 1, drawn from
+    DuckDB's ``hash()`` of the seed, a salt of its own (so folds do not follow the split's hash) and:
+
+    - the whole row (random and time splits): about equal folds. Folds are not by time.
+    - the group value (group splits): a group is in one fold only.
+    - the whole row, ranked within each target class (stratified splits): each class is dealt
+      round-robin over the folds, so fold sizes per class differ by at most one.
+
+    Test rows are never in it. Same rows, seed and DuckDB version: same folds.
+    """
+    salt = quote_literal(CV_SALT)
+    by = quote_ident(split.column) if split.kind == "group" else ROW
+    hashed = (f"SELECT *, hash({int(seed)}, {salt}, {by}) AS __h FROM ({query}) AS {ROW} "
+              f"WHERE {SPLIT_COLUMN} IN ('train', 'valid')")
+    fold = (f"(row_number() OVER (PARTITION BY {quote_ident(target)} ORDER BY __h) - 1) % {int(folds)}"
+            if split.kind == "stratified" else f"__h % {int(folds)}")
+    return f"SELECT * EXCLUDE (__h), CAST({fold} AS INTEGER) AS {FOLD_COLUMN} FROM ({hashed})"
 
 
 def _check_stop(should_stop: Callable[[], bool] | None, iteration: int = 0) -> None:
@@ -704,10 +754,14 @@ def _check_stop(should_stop: Callable[[], bool] | None, iteration: int = 0) -> N
 
 
 def _read_memory(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: FeatureSpec, labels: _Labels,
-                 n: int, should_stop: Callable[[], bool] | None) -> _Split:
-    """A split into a preallocated column-major float64 matrix (LightGBM takes it without a copy)."""
+                 n: int, should_stop: Callable[[], bool] | None, *, with_fold: bool = False) -> _Split:
+    """A split into a preallocated column-major float64 matrix (LightGBM takes it without a copy).
+
+    With `with_fold`, the column after the label is each row's fold number (see fold_sql).
+    """
     x = np.empty((n, len(spec.names)), dtype=np.float64, order="F")
     y = np.empty(n, dtype=np.float64)
+    fold = np.empty(n, dtype=np.int64) if with_fold else None
     at = 0
     try:
         for batch in cur.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS):
@@ -719,13 +773,15 @@ def _read_memory(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: F
             for i in range(len(spec.names)):
                 x[at:at + m, i] = spec.column(i, batch.column(i))
             y[at:at + m] = labels(batch.column(len(spec.names)))
+            if fold is not None:
+                fold[at:at + m] = batch.column(len(spec.names) + 1).to_numpy(zero_copy_only=False)
             at += m
     except duckdb.Error as exc:
         raise translate(exc, "Reading the training data") from None
     if at != n:
         raise QuarryError("The data changed while it was being read for training.",
                           "Train again once the files stop changing.")
-    return _Split(y=y, x=x)
+    return _Split(y=y, x=x, fold=fold)
 
 
 def _read_parquet(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: FeatureSpec, labels: _Labels,
@@ -853,16 +909,19 @@ class _Progress:
 
 
 class _Cancel:
-    """Raises Cancelled before an iteration when should_stop() says so."""
+    """Raises Cancelled before an iteration when should_stop() says so (`cancelled`: the exception to raise)."""
 
     order = 0
     before_iteration = True
 
-    def __init__(self, should_stop: Callable[[], bool]) -> None:
-        self.should_stop = should_stop
+    def __init__(self, should_stop: Callable[[], bool], cancelled: Callable[[], Cancelled] | None = None) -> None:
+        self.should_stop, self.cancelled = should_stop, cancelled
 
     def __call__(self, env: lgb.callback.CallbackEnv) -> None:
-        _check_stop(self.should_stop, env.iteration - env.begin_iteration)
+        if self.cancelled is None:
+            _check_stop(self.should_stop, env.iteration - env.begin_iteration)
+        elif self.should_stop():
+            raise self.cancelled()
 
 
 def _lgb_names(names: list[str]) -> list[str]:
@@ -894,11 +953,12 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
     config
         What to train (see TrainConfig).
     progress
-        ``progress(iteration, total, train_value, valid_value)`` after every boosting iteration, with
-        the first metric's value on train and valid.
+        ``progress(iteration, total, train_value, valid_value)`` after every boosting iteration of the
+        main model, with the first metric's value on train and valid. Cross-validation folds report
+        nothing: their rounds are not the main model's curve.
     should_stop
-        Asked before every iteration and between batches while reading; True stops training by
-        raising :class:`Cancelled` (no model is kept).
+        Asked before every iteration (cross-validation folds' included), between batches while reading
+        and before each fold; True stops training by raising :class:`Cancelled` (no model is kept).
     settings
         Where temporary Parquet files go and the default thread count; read from the environment
         when None.
@@ -906,12 +966,14 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
     Returns
     -------
     TrainResult
-        The model, its metrics and baselines, and how it was trained (device, data path, params).
+        The model, its metrics and baselines, and how it was trained (device, data path, params);
+        with ``config.cv_folds``, the cross-validation's per-fold metrics in ``cv``.
 
     Raises
     ------
     QuarryError
-        Bad configuration or parameters, an unusable target or split, LightGBM refusing to train.
+        Bad configuration or parameters, an unusable target or split, LightGBM refusing to train;
+        cross-validation whose train and valid rows do not fit ``memory_budget_mb``, or an empty fold.
     Cancelled
         ``should_stop`` returned True.
     """
@@ -963,6 +1025,8 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
         spec = FeatureSpec(spec.names, spec.kinds,
                            _categories(cur, query, params, [n for n, k in zip(names, kinds, strict=True)
                                                             if k == "categorical"]))
+        if config.cv_folds:
+            _check_cv_budget(rows["train"] + rows["valid"], len(names), config.memory_budget_mb)
         device, reason = choose_device(config.device, rows["train"])
         lgb_params = default_params(task, n_classes, config.seed, settings.threads)
         if config.class_weight == "balanced" and task == "binary":
@@ -995,9 +1059,7 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
                 notes.append(f"Classes absent from the train split: {', '.join(map(str, missing[:10]))}.")
         weight = None
         if config.class_weight == "balanced" and task == "multiclass":
-            per_class = np.bincount(y_train.astype(np.int64), minlength=n_classes).astype(float)
-            w = np.where(per_class > 0, len(y_train) / (n_classes * np.maximum(per_class, 1)), 0.0)
-            weight = w[y_train.astype(np.int64)]
+            weight = _balanced_weight(y_train, n_classes)
 
         lgb_names = _lgb_names(names)
         cats = [lgb_names[i] for i in spec.categorical]
@@ -1060,6 +1122,19 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
         split_counts_ = booster.feature_importance("split", iteration=best)
         order = sorted(range(len(names)), key=lambda i: (-gain[i], names[i]))
         final_params = {**lgb_params, "device_type": device}
+        timings = {"load_s": loaded - started, "train_s": trained - loaded}
+        cv = None
+        if config.cv_folds:
+            data.clear()  # the main model's matrices: cross-validation reads the rows again, with their folds
+            if config.split.kind == "time":
+                notes.append("The cross-validation folds are drawn at random, not by time: a fold's model also "
+                             "learns from rows later than the ones it is scored on.")
+            cv_started = time.perf_counter()
+            select = (f"SELECT {spec.select_sql()}, {_label_sql(config.target, task)} AS __y, {FOLD_COLUMN} "
+                      f"FROM ({fold_sql(query, config.split, config.target, config.cv_folds, config.seed)})")
+            cv = _cross_validate(cur, select, params, spec, labels, rows["train"] + rows["valid"], config,
+                                 task, n_classes, lgb_params, lgb_names, cats, best, should_stop)
+            timings["cv_s"] = time.perf_counter() - cv_started
         return TrainResult(
             dataset=config.dataset, target=config.target, task=task, classes=classes, features=names,
             feature_kinds=kinds, categorical=dict(spec.categories), excluded=excluded, params=final_params,
@@ -1070,13 +1145,89 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
                         "split": [int(split_counts_[i]) for i in order]},
             device={"requested": config.device, "used": device, "reason": reason},
             data_path="sequence" if sequence else "memory", rows=dict(rows), split=config.split.to_json(),
-            timings={"load_s": loaded - started, "train_s": trained - loaded,
-                     "total_s": time.perf_counter() - started},
-            notes=notes, model_text=booster.model_to_string(num_iteration=best), booster=booster)
+            timings={**timings, "total_s": time.perf_counter() - started},
+            notes=notes, model_text=booster.model_to_string(num_iteration=best), cv=cv, booster=booster)
     finally:
         cur.close()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _balanced_weight(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-row weights n / (classes * class rows) for class codes y (absent classes weigh nothing)."""
+    codes = y.astype(np.int64)
+    per_class = np.bincount(codes, minlength=n_classes).astype(float)
+    w = np.where(per_class > 0, len(y) / (n_classes * np.maximum(per_class, 1)), 0.0)
+    return w[codes]
+
+
+# ----------------------------------------------------------------------------------------------
+# Cross-validation
+
+
+def _check_cv_budget(rows: int, features: int, budget_mb: float) -> None:
+    """Cross-validation holds the train and valid rows as float64 in memory: refuse when over the budget."""
+    need_mb = rows * features * 8 / 2**20
+    if need_mb > budget_mb:
+        raise QuarryError(f"Cross-validation needs the train and valid rows in memory: {rows:,} rows x {features} "
+                          f"features take {need_mb:,.1f} MB, over the {budget_mb:g} MB memory budget.",
+                          f"Raise memory_budget_mb to {math.ceil(need_mb):,} or more, or set cv_folds to 0 "
+                          "(training alone reads data over the budget from Parquet).")
+
+
+def _cv_cancelled(fold: int, folds: int, rounds: int) -> Cancelled:
+    return Cancelled(f"Cross-validation was cancelled in fold {fold} of {folds}.",
+                     "Start it again when you want a model.", iteration=rounds)
+
+
+def _cross_validate(cur: duckdb.DuckDBPyConnection, select: str, params: dict, spec: FeatureSpec, labels: _Labels,
+                    n: int, config: TrainConfig, task: str, n_classes: int, lgb_params: dict, lgb_names: list[str],
+                    cats: list[str], rounds: int, should_stop: Callable[[], bool] | None) -> dict:
+    """k models, each trained `rounds` rounds on k - 1 folds of `select`'s rows and scored on the other one.
+
+    `select` gives the features, ``__y`` and the fold of the train and valid rows (n of them); they
+    are read once into memory and each fold's rows are taken from there. No progress is reported
+    (the folds' rounds are not the main model's curve); should_stop is asked before each fold and
+    before each of its boosting rounds. ``Cancelled.iteration`` is then the main model's rounds.
+    """
+    k = config.cv_folds
+    stop = should_stop or (lambda: False)
+    try:
+        data = _read_memory(cur, select, params, spec, labels, n, should_stop, with_fold=True)
+    except Cancelled:
+        raise _cv_cancelled(1, k, rounds) from None
+    sizes = np.bincount(data.fold, minlength=k)
+    if not sizes.all():
+        empty = int(np.flatnonzero(sizes == 0)[0]) + 1
+        raise QuarryError(f"Fold {empty} of {k} has no rows: there are too few "
+                          f"{'groups' if config.split.kind == 'group' else 'rows'} for {k} folds.",
+                          "Use fewer folds.")
+    per_fold: list[dict] = []
+    for f in range(k):
+        if stop():
+            raise _cv_cancelled(f + 1, k, rounds)
+        held = data.fold == f
+        y_fit = data.y[~held]
+        weight = (_balanced_weight(y_fit, n_classes)
+                  if config.class_weight == "balanced" and task == "multiclass" else None)
+        ds = lgb.Dataset(data.x[~held], label=y_fit, weight=weight, feature_name=lgb_names,
+                         categorical_feature=cats or "auto", free_raw_data=True)
+        callbacks = [_Cancel(stop, functools.partial(_cv_cancelled, f + 1, k, rounds))]
+        try:
+            model = lgb.train(lgb_params, ds, num_boost_round=rounds, callbacks=callbacks)
+        except lgb.basic.LightGBMError as exc:
+            raise QuarryError(f"LightGBM could not train cross-validation fold {f + 1} of {k}: "
+                              f"{str(exc).strip().splitlines()[0]}",
+                              "Use fewer folds, or check the LightGBM parameters.") from None
+        per_fold.append(metrics(task, data.y[held], model.predict(data.x[held]), n_classes))
+        del ds, model
+    mean, std = {}, {}
+    for name in per_fold[0]:
+        values = [m[name] for m in per_fold if m.get(name) is not None]
+        mean[name] = float(np.mean(values)) if values else None
+        std[name] = float(np.std(values)) if values else None
+    return {"folds": k, "rounds": rounds, "rows": [int(s) for s in sizes], "per_fold": per_fold,
+            "mean": mean, "std": std}
 
 
 def _baseline_sample(cur: duckdb.DuckDBPyConnection, split: _Split, labels: _Labels,

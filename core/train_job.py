@@ -7,6 +7,7 @@ arguments hold), trains through core.train, saves the run atomically through cor
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from core import catalog as cat
@@ -23,13 +24,13 @@ def config_from(params: dict, settings) -> TrainConfig:
     recipe = recipe_store.load(settings, params["recipe"]) if params.get("recipe") else None
     split = SplitConfig(**params.get("split", {}))
     keys = ("task", "features", "params", "num_boost_round", "early_stopping_rounds", "device", "class_weight",
-            "memory_budget_mb", "seed")
+            "memory_budget_mb", "seed", "cv_folds")
     return TrainConfig(dataset=params["dataset"], target=params["target"], split=split, recipe=recipe,
                        **{k: params[k] for k in keys if params.get(k) is not None})
 
 
 def run(params: dict, reporter=None) -> dict:
-    """Train, save the run, return {"run_id", "metrics", "baselines"}."""
+    """Train, save the run, return {"run_id", "metrics", "baselines", "device", "data_path", "cv"}."""
     settings = load_settings()
     con = engine.connect(settings)
     catalog = cat.Catalog(settings)
@@ -49,9 +50,12 @@ def run(params: dict, reporter=None) -> dict:
                 reporter.report(trial=t["number"] + 1, trials=t["of"], trial_state=t["state"], value=t["value"],
                                 best=t["best_value"], elapsed=t["elapsed"])
 
-        found = tune.tune(con, config, n_trials=int(search["n_trials"]), timeout_s=search.get("timeout_s"),
-                          progress=trial_done, settings=settings)
+        # Trials skip cross-validation (it would multiply every trial's cost); the best is refit with it.
+        found = tune.tune(con, replace(config, cv_folds=0), n_trials=int(search["n_trials"]),
+                          timeout_s=search.get("timeout_s"), progress=trial_done, settings=settings)
         result, tuning = found.refit, found.to_json()
+        if config.cv_folds:
+            result = train(con, replace(config, params=found.best_params), settings=settings)
     else:
         result, tuning = train(con, config, progress=progress, settings=settings), None
     info = result.to_json()
@@ -66,4 +70,4 @@ def run(params: dict, reporter=None) -> dict:
     path = runs.save_run(settings, info, result.model_text, result.curve, result.importance,
                          config.recipe.dumps() if config.recipe else None)
     return {"run_id": path.name, "metrics": result.metrics, "baselines": result.baselines,
-            "device": result.device, "data_path": result.data_path}
+            "device": result.device, "data_path": result.data_path, "cv": result.cv}

@@ -570,3 +570,145 @@ def score_to_dataset(run_id: str, dataset: str, keep: tuple[str, ...], out_name:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter searches (core.tune) and cross-validation: live progress of a search job, run.json's tables
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """Where a search job stands: trials finished of the most, the best value so far, an estimate of the rest."""
+
+    done: int
+    total: int
+    complete: int
+    pruned: int
+    best: float | None
+    elapsed_s: float
+    eta_s: float | None
+    trials: tuple[dict, ...]  # {"number", "state", "value"} per finished trial, for charts.trial_values
+
+    @property
+    def share(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+
+def search_of(params: dict) -> dict:
+    """A training job's search budget ({"n_trials", "timeout_s"}), or {} when it trains once."""
+    found = params.get("tune") or {}
+    return found if found.get("n_trials") else {}
+
+
+def search_progress(job: jobs.Job, now: float | None = None) -> SearchProgress:
+    """Progress of a search job from its per-trial lines; the ETA is mean seconds per trial x trials left.
+
+    With a time budget no trial starts after it, so the estimate is at most the budget left plus one
+    trial. The refit of the best parameters comes after and is not counted.
+    """
+    budget = search_of(job.params)
+    lines = [p for p in job.progress if "trial" in p]
+    started = datetime.fromisoformat(job.started_at).timestamp()
+    elapsed = max(0.0, (now or time.time()) - started) if job.state == "running" else \
+        float(job.last.get("t", started)) - started
+    total = int(lines[-1].get("trials") or 0) if lines else int(budget.get("n_trials") or 0)
+    trials = tuple({"number": int(p["trial"]) - 1, "state": p.get("trial_state") or "complete",
+                    "value": p.get("value")} for p in lines)
+    done = len(lines)
+    eta = None
+    if job.state == "running" and done and total > done:
+        eta = float(lines[-1].get("elapsed") or 0) / done * (total - done)
+        if budget.get("timeout_s"):
+            eta = min(eta, max(0.0, float(budget["timeout_s"]) - float(lines[-1].get("elapsed") or 0))
+                      + eta / (total - done))
+    return SearchProgress(done=done, total=total, complete=sum(t["state"] == "complete" for t in trials),
+                          pruned=sum(t["state"] == "pruned" for t in trials),
+                          best=lines[-1].get("best") if lines else None, elapsed_s=elapsed, eta_s=eta, trials=trials)
+
+
+def train_jobs_table(found: list[jobs.Job]) -> dict:
+    """jobs_table with a progress column that reads 'trial 3/20' for searches and '120/1000' for single runs."""
+    table = jobs_table(found)
+    progress = table.pop("iterations")
+    for i, job in enumerate(found):
+        if search_of(job.params):
+            s = search_progress(job)
+            progress[i] = f"trial {s.done:,}/{s.total:,}" if s.total else ""
+    keys = list(table)
+    at = keys.index("state") + 1
+    return {**{k: table[k] for k in keys[:at]}, "progress": progress, **{k: table[k] for k in keys[at:]}}
+
+
+def trials_table(tuning: dict) -> dict:
+    """A search's trials as table columns, best first (pruned and failed trials last): number, state, value,
+    seconds, iterations, then each searched parameter."""
+    trials = sorted(tuning.get("trials") or [], key=lambda t: (t.get("value") is None, t.get("value") or 0.0,
+                                                               t.get("number", 0)))
+    searched = list(dict.fromkeys(k for t in trials for k in (t.get("params") or {})))
+    table = {"number": [t.get("number") for t in trials], "state": [t.get("state", "") for t in trials],
+             "value": [t.get("value") for t in trials],
+             "seconds": [round(float(t.get("seconds") or 0.0), 2) for t in trials],
+             "iterations": [t.get("iterations") for t in trials]}
+    for name in searched:
+        values = [(t.get("params") or {}).get(name) for t in trials]
+        numeric = all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values)
+        table[name] = [float(f"{v:.4g}") if isinstance(v, float) else v for v in values] if numeric \
+            else [_cell(v) for v in values]
+    return table
+
+
+def best_params_table(tuning: dict) -> dict:
+    """The best trial's parameters as (parameter, value) rows."""
+    best = tuning.get("best_params") or {}
+    return {"parameter": list(best), "value": [_cell(v) if not isinstance(v, float) else f"{v:.6g}"
+                                               for v in best.values()]}
+
+
+def search_summary(tuning: dict) -> str:
+    """'3 trials (3 complete, 0 pruned) · best logloss 0.4521 (trial 2) · lower is better'."""
+    trials = tuning.get("trials") or []
+    states = [t.get("state") for t in trials]
+    complete = [t for t in trials if t.get("state") == "complete" and t.get("value") is not None]
+    best = min(complete, key=lambda t: t["value"]) if complete else None
+    metric = tuning.get("metric") or "value"
+    parts = [f"{len(trials):,} trial{'s' if len(trials) != 1 else ''} ({states.count('complete'):,} complete, "
+             f"{states.count('pruned'):,} pruned" + (f", {states.count('failed'):,} failed" if 'failed' in states
+                                                      else "") + ")"]
+    if tuning.get("best_value") is not None:
+        parts.append(f"best valid {metric} {float(tuning['best_value']):.5g}"
+                     + (f" (trial {best['number']})" if best else ""))
+    parts.append("lower is better")
+    return " · ".join(parts)
+
+
+def _fold_metrics(fold: object) -> dict:
+    """One fold's metrics from cv.per_fold: {metric: value}, nested under 'metrics' or 'valid' or not."""
+    if not isinstance(fold, dict):
+        return {}
+    for key in ("metrics", "valid"):
+        if isinstance(fold.get(key), dict):
+            return fold[key]
+    return fold
+
+
+def cv_table(cv: dict) -> dict:
+    """Cross-validation as table columns: metric, mean, std, then one column per fold."""
+    folds = [_fold_metrics(f) for f in cv.get("per_fold") or []]
+    mean, std = cv.get("mean") or {}, cv.get("std") or {}
+    names = list(mean) or list(dict.fromkeys(k for f in folds for k, v in f.items()
+                                             if isinstance(v, int | float) and k != "fold"))
+    table = {"metric": names, "mean": [_cell(mean.get(m)) for m in names], "std": [_cell(std.get(m)) for m in names]}
+    for i, f in enumerate(folds, start=1):
+        table[f"fold {i}"] = [_cell(f.get(m)) for m in names]
+    return table
+
+
+def cv_summary(cv: dict) -> str:
+    """'5 folds · 120 rounds each · held-out rows 812, 790, 798, 805, 795'."""
+    folds = cv.get("folds") or len(cv.get("per_fold") or [])
+    parts = [f"{folds} folds"]
+    if cv.get("rounds"):
+        parts.append(f"{cv['rounds']:,} rounds each")
+    if cv.get("rows"):
+        parts.append("held-out rows " + ", ".join(f"{n:,}" for n in cv["rows"]))
+    return " · ".join(parts)

@@ -1,4 +1,5 @@
-"""Runs: every training run of the workspace; one in detail (set-up, metrics, curve, importance); manage; compare."""
+"""Runs: every training run of the workspace; one in detail (set-up, metrics, curve, importance, parameter search,
+cross-validation); manage; compare."""
 import streamlit as st
 
 from core import charts, runs, ui
@@ -82,6 +83,27 @@ with detail:
         fig = charts.importance(run.importance, by=by)
         if fig is not None:
             col.plotly_chart(fig, key=f"runs_importance_{by}")
+
+    tuning = run.info.get("tuning")
+    if tuning:
+        st.markdown("**Search**")
+        st.caption(ui.search_summary(tuning) + ". The run's model is the best trial's parameters trained once more.")
+        trials = ui.trials_table(tuning)
+        st.dataframe(trials, hide_index=True, width="stretch", key="runs_trials",
+                     height=min(38 + 35 * max(len(trials["number"]), 1), 320),
+                     column_config={"value": st.column_config.NumberColumn(format="%.5g")})
+        chart_col, best_col = st.columns([3, 1], gap="large")
+        fig = charts.trial_values(tuning.get("trials") or [], metric=tuning.get("metric"))
+        if fig is not None:
+            chart_col.plotly_chart(fig, key="runs_trials_chart")
+        best_col.markdown("Best parameters")
+        best_col.table(ui.best_params_table(tuning), hide_index=True, hide_header=True)
+    cv = run.info.get("cv")
+    if cv:
+        st.markdown("**Cross-validation**")
+        st.caption(ui.cv_summary(cv) + ". Each fold's model is trained on the other folds of the train and valid "
+                   "rows and scored on its own; std is the spread across folds. The test split is not used.")
+        st.dataframe(ui.cv_table(cv), hide_index=True, width="stretch", key="runs_cv")
 
     st.markdown("**Manage**")
     rename_col, tag_col, delete_col = st.columns(3, gap="large")

@@ -1,4 +1,5 @@
-"""Train: LightGBM on the active dataset in a worker process; follow it live, cancel it, reattach from anywhere."""
+"""Train: LightGBM on the active dataset in a worker process (optionally an Optuna parameter search, and
+cross-validation); follow it live, cancel it, reattach from anywhere."""
 import streamlit as st
 
 from core import charts, jobs, recipe_store, ui
@@ -59,25 +60,49 @@ with form_col:
             class_weight = i.selectbox("Class weight", [None, "balanced"], key="train_class_weight",
                                        format_func=lambda w: "none" if w is None else w,
                                        help="balanced: weight classes by their rarity (classification only).")
-            run_name = st.text_input("Run name (optional)", key="train_name", placeholder="target on dataset")
+            j, k = st.columns(2)
+            cv_folds = j.number_input("Cross-validation folds", 0, 20, 0, 1, key="train_cv_folds",
+                                      help="0: off. 2 to 20: also train on k folds of the train and valid rows and "
+                                           "report each metric's mean and spread across folds. The run's model is "
+                                           "still the one trained on the split above.")
+            run_name = k.text_input("Run name (optional)", key="train_name", placeholder="target on dataset")
             with st.expander("Advanced", expanded=False):
                 extra = st.text_area("Extra LightGBM parameters", key="train_params", height=110,
                                      placeholder='num_leaves=31\nlearning_rate=0.1\n\nor {"num_leaves": 31}',
                                      help="One NAME=VALUE per line, or a JSON object. Checked before training "
                                           "starts; see https://lightgbm.readthedocs.io/en/latest/Parameters.html.")
+            with st.expander("Search parameters (Optuna)", expanded=False):
+                t1, t2 = st.columns(2)
+                n_trials = t1.number_input("Trials (0: off)", 0, 1000, 0, 5, key="train_trials",
+                                           help="Train this many times with LightGBM parameters drawn by Optuna "
+                                                "(TPE) over yours; then train the best once more: that is the run.")
+                time_budget = t2.number_input("Time budget (s)", 1, 7 * 24 * 3600, None, 60,
+                                              key="train_time_budget", placeholder="no limit",
+                                              help="Optional: start no new trial after this many seconds.")
+                st.caption("Each trial is scored on the valid split (log loss, or RMSE for regression: lower is "
+                           "better); trials clearly behind the median are pruned early. Parameters you set under "
+                           "Advanced are kept fixed.")
             submitted = st.form_submit_button("Start training", type="primary", icon=":material/model_training:")
         if submitted:
             try:
                 if target is None:
                     raise QuarryError("Pick a target: the column to predict.", "Choose it in the Target box.")
                 chosen_task = None if task == "auto" else task
+                if cv_folds == 1:
+                    raise QuarryError("Cross-validation needs 2 to 20 folds. Got 1.", "Set 0 to turn it off.")
+                if time_budget and not n_trials:
+                    raise QuarryError("A time budget limits a parameter search: it needs a number of trials.",
+                                      "Set Trials (e.g. 20), or clear the time budget.")
                 split = SplitConfig(kind=kind, valid=float(valid), test=float(test), seed=int(seed),
                                     column=split_column if kind in ("time", "group") else None)
                 params = {"dataset": name, "target": target, "task": chosen_task, "features": features or None,
                           "recipe": recipe, "split": split.to_json(),
                           "params": check_params(ui.parse_params(extra), chosen_task),
                           "num_boost_round": int(rounds), "early_stopping_rounds": int(early), "device": device,
-                          "class_weight": class_weight, "seed": int(seed), "name": run_name.strip() or None}
+                          "class_weight": class_weight, "seed": int(seed), "name": run_name.strip() or None,
+                          "cv_folds": int(cv_folds),
+                          "tune": {"n_trials": int(n_trials), "timeout_s": float(time_budget) if time_budget
+                                   else None} if n_trials else None}
                 job_id = jobs.start(settings, "train", TARGET, params, title=run_name.strip() or f"{target} on {name}")
             except QuarryError as exc:
                 ui.show_error(exc)
@@ -92,8 +117,45 @@ def live(job_id: str) -> None:
     job = jobs.get(settings, job_id)
     if job.state != "running":
         st.rerun()
-    p = ui.job_progress(job)
     st.markdown(f"**{job.title}** · running · job {job_id}")
+    if ui.search_of(job.params):
+        live_search(job)
+    else:
+        live_training(job)
+    st.button("Cancel", key="train_cancel", icon=":material/stop_circle:", on_click=jobs.cancel,
+              args=(settings, job_id))
+
+
+def live_search(job: jobs.Job) -> None:
+    """A parameter search: trials done, the best value so far, each trial's value; then the refit."""
+    s = ui.search_progress(job)
+    done = f" · {s.done:,} done ({s.complete:,} complete, {s.pruned:,} pruned)" if s.done else ""
+    if s.total and s.done >= s.total:
+        st.progress(1.0, text=f"Trial {s.done:,} of {s.total:,} done · training the best parameters once more…")
+    elif s.total:
+        st.progress(s.share, text=f"Trial {s.done + 1:,} of {s.total:,} running{done}")
+    else:
+        st.progress(0.0, text="Reading the data…")
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Best so far", f"{s.best:.4g}" if s.best is not None else "–",
+              help="The valid split's value of the best complete trial: lower is better.")
+    m2.metric("Elapsed", human_seconds(s.elapsed_s))
+    m3.metric("Left (about)", human_seconds(s.eta_s) if s.eta_s is not None else "–",
+              help="Mean time per finished trial × trials left (at most the time budget left plus one trial); "
+                   "the refit of the best parameters comes after.")
+    fig = charts.trial_values(s.trials, metric=_curve_metric(job), height=260)
+    if fig is not None:
+        st.plotly_chart(fig, key="train_live_trials")
+
+
+def _curve_metric(job: jobs.Job) -> str | None:
+    task = job.params.get("task")
+    return (job.params.get("params") or {}).get("metric") or (DEFAULT_METRIC[task] if task else None)
+
+
+def live_training(job: jobs.Job) -> None:
+    """One training: boosting iterations done of the most and the learning curve."""
+    p = ui.job_progress(job)
     if p.total:
         st.progress(p.share, text=f"Iteration {p.iteration:,} of at most {p.total:,}")
     else:
@@ -103,15 +165,11 @@ def live(job_id: str) -> None:
     m2.metric("Elapsed", human_seconds(p.elapsed_s))
     m3.metric("Left (at most)", human_seconds(p.eta_s) if p.eta_s is not None else "–",
               help="Time per iteration × iterations left; early stopping may end it sooner.")
-    task = job.params.get("task")
-    metric = (job.params.get("params") or {}).get("metric") or (DEFAULT_METRIC[task] if task else None)
-    fig = charts.learning_curve(job.progress, metric=metric)
+    fig = charts.learning_curve(job.progress, metric=_curve_metric(job))
     if fig is not None:
         st.plotly_chart(fig, key="train_live_curve")
     elif p.total and p.iteration >= p.total:
         st.caption("Scoring the test split and the baselines…")
-    st.button("Cancel", key="train_cancel", icon=":material/stop_circle:", on_click=jobs.cancel,
-              args=(settings, job_id))
 
 
 def ended(job: jobs.Job) -> None:
@@ -126,6 +184,9 @@ def ended(job: jobs.Job) -> None:
                      width="stretch")
         st.caption("Baselines are scored on the test split (the valid split when there is no test split): "
                    "the model should beat both.")
+        if job.result.get("cv"):
+            st.dataframe(ui.cv_table(job.result["cv"]), hide_index=True, width="stretch")
+            st.caption(f"Cross-validation: {ui.cv_summary(job.result['cv'])}.")
         st.page_link("pages/runs.py", label=f"Open run {run_id} on the Runs page", icon=":material/leaderboard:",
                      query_params={"run": run_id})
     elif job.state == "failed":
@@ -135,7 +196,15 @@ def ended(job: jobs.Job) -> None:
             st.caption(err["hint"])
     else:
         st.warning(f"Training cancelled: {job.title}. No run was saved.", icon=":material/stop_circle:")
-    fig = charts.learning_curve(job.progress)
+    if ui.search_of(job.params):
+        s = ui.search_progress(job)
+        best = f" · best valid value {s.best:.5g}" if s.best is not None else ""
+        st.caption(f"Search: trial {s.done:,} of {s.total:,} finished ({s.complete:,} complete, {s.pruned:,} "
+                   f"pruned){best}" + (" · the best parameters were trained once more for the run."
+                                       if job.state == "done" else "."))
+        fig = charts.trial_values(s.trials, metric=_curve_metric(job), height=260)
+    else:
+        fig = charts.learning_curve(job.progress)
     if fig is not None and job.state != "done":
         st.plotly_chart(fig, key="train_ended_curve")
     st.button("Dismiss", key="train_dismiss", on_click=ui.follow_job, args=(None,))
@@ -150,7 +219,7 @@ def recent_jobs(polling: bool) -> None:
     if not recent:
         return
     st.subheader(f"Training jobs ({running} running)" if running else "Training jobs")
-    st.dataframe(ui.jobs_table(recent), hide_index=True, width="stretch", height=min(38 + 35 * len(recent), 250))
+    st.dataframe(ui.train_jobs_table(recent), hide_index=True, width="stretch", height=min(38 + 35 * len(recent), 250))
     labels = {j.job_id: ui.job_label(j) for j in recent}
     pick_col, go_col = st.columns([4, 1], vertical_alignment="bottom")
     pick = pick_col.selectbox("Follow a job", list(labels), index=None, format_func=labels.get,

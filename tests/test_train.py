@@ -343,3 +343,168 @@ def test_model_text_loads_and_predicts_like_the_booster(con, settings, data):
     again = lgb.Booster(model_str=result.model_text)
     x = np.random.default_rng(2).normal(size=(50, len(FEATURES)))
     np.testing.assert_allclose(again.predict(x), result.booster.predict(x, num_iteration=result.best_iteration))
+
+
+# ----------------------------------------------------------------------------------------------
+# Cross-validation
+
+CV_FAST = {"num_boost_round": 40, "early_stopping_rounds": 10, "cv_folds": 3}
+
+
+def fold_rows(con, target: str, split: SplitConfig, folds: int = 3, seed: int = 42) -> list[tuple]:
+    """(id, split, fold) of every row fold_sql assigns, straight from DuckDB."""
+    query = split_sql(con, source_sql("t"), {}, split, target)
+    sql = T.fold_sql(query, split, target, folds, seed)
+    return con.sql(f"SELECT id, __split, __fold FROM ({sql}) ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize(("target", "names"), [
+    ("y_bin", {"auc", "logloss", "accuracy"}),
+    ("y_multi", {"logloss", "accuracy", "macro_f1"}),
+    ("y_reg", {"rmse", "mae", "r2"}),
+])
+def test_cv_gives_a_metric_dict_per_fold_and_their_mean_and_std(con, settings, data, target, names):
+    result = run(con, settings, target, features=FEATURES, **CV_FAST)
+    cv = result.cv
+    assert cv["folds"] == 3 and cv["rounds"] == result.best_iteration
+    assert len(cv["per_fold"]) == 3 and all(set(m) == names for m in cv["per_fold"])
+    for name in names:
+        values = np.array([m[name] for m in cv["per_fold"]])
+        assert cv["mean"][name] == pytest.approx(np.mean(values), abs=1e-12)
+        assert cv["std"][name] == pytest.approx(np.std(values), abs=1e-12)
+        assert cv["std"][name] > 0  # three different models on three different folds
+    assert sum(cv["rows"]) == result.rows["train"] + result.rows["valid"]
+    better = {"y_bin": ("auc", 0.8), "y_multi": ("accuracy", 0.55), "y_reg": ("r2", 0.7)}[target]
+    assert min(m[better[0]] for m in cv["per_fold"]) > better[1]  # real models, scored on real rows
+    doc = result.to_json()
+    assert doc["cv"] == cv and "cv_s" in result.timings
+    json.dumps(doc, allow_nan=False)
+
+
+def test_no_cv_by_default(con, settings, data):
+    result = run(con, settings, "y_bin", features=["x1"], num_boost_round=10)
+    assert result.cv is None and result.to_json()["cv"] is None and "cv_s" not in result.timings
+
+
+@pytest.mark.parametrize("split", [
+    SplitConfig(),
+    SplitConfig("stratified", seed=3),
+    SplitConfig("group", column="grp"),
+    SplitConfig("time", column="ts"),
+])
+def test_folds_partition_the_train_and_valid_rows(con, settings, data, split):
+    assigned = fold_rows(con, "y_bin", split)
+    query = split_sql(con, source_sql("t"), {}, split, "y_bin")
+    learn = con.sql(f"SELECT id FROM ({query}) WHERE __split IN ('train', 'valid')").fetchall()
+    test = {i for i, in con.sql(f"SELECT id FROM ({query}) WHERE __split = 'test'").fetchall()}
+    held = [{i for i, _, f in assigned if f == k} for k in range(3)]
+    assert {s for _, s, _ in assigned} == {"train", "valid"}
+    assert all(held) and sum(len(h) for h in held) == len(assigned)  # disjoint, none empty
+    assert set().union(*held) == {i for i, in learn} and len(assigned) == len(learn)  # exactly train + valid
+    assert not set().union(*held) & test
+    assert fold_rows(con, "y_bin", split) == assigned  # seeded: the same again
+    assert fold_rows(con, "y_bin", split, seed=7) != assigned
+    if split.kind == "group":
+        folds_of = {}
+        for i, grp in con.sql(f"SELECT id, grp FROM ({query})").fetchall():
+            folds_of.setdefault(grp, set()).update(f for j, _, f in assigned if j == i)
+        assert all(len(f) <= 1 for f in folds_of.values())  # a group is in one fold
+    if split.kind == "stratified":
+        y = dict(con.sql("SELECT id, y_bin FROM t").fetchall())
+        for cls in (True, False):
+            sizes = [sum(1 for i in h if y[i] is cls) for h in held]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_cv_folds_are_the_ones_fold_sql_gives(con, settings, data):
+    """A fold's metrics against a plain reference: LightGBM on fold_sql's rows, fetched separately."""
+    kw = {"features": ["x1", "x 2", "flag"], "params": {"num_threads": 1, "deterministic": True,
+                                                        "bagging_fraction": 1.0, "feature_fraction": 1.0}}
+    result = run(con, settings, "y_reg", **kw, **CV_FAST)
+    assigned = fold_rows(con, "y_reg", SplitConfig())
+    assert result.cv["rows"] == [sum(1 for *_, f in assigned if f == k) for k in range(3)]
+    query = split_sql(con, source_sql("t"), {}, SplitConfig(), "y_reg")
+    table = con.sql(f"SELECT x1, \"x 2\", flag::DOUBLE, y_reg, __fold "
+                    f"FROM ({T.fold_sql(query, SplitConfig(), 'y_reg', 3, 42)})").fetchnumpy()
+    x = np.column_stack([table["x1"], table["x 2"], table["CAST(flag AS DOUBLE)"]])
+    y, fold = table["y_reg"], table["__fold"]
+    params = {k: v for k, v in result.params.items() if k != "device_type"}
+    for k in range(3):
+        model = lgb.train(params, lgb.Dataset(x[fold != k], label=y[fold != k]),
+                          num_boost_round=result.cv["rounds"])
+        expected = T.metrics("regression", y[fold == k], model.predict(x[fold == k]))
+        for name, value in expected.items():
+            assert result.cv["per_fold"][k][name] == pytest.approx(value, rel=1e-6)
+
+
+def test_cv_never_uses_the_test_rows(con, settings, catalog, root):
+    """Scrambling the test split's features and targets leaves the cross-validation as it was."""
+    split = SplitConfig("group", column="grp")
+    kw = {"features": ["x1", "x 2", "color"], "split": split, "params": {"num_threads": 1, "deterministic": True}}
+    cat.register(con, catalog, str(write_parquet(root / "a.parquet", TABLE)), name="t")
+    query = split_sql(con, source_sql("t"), {}, split, "y_bin")
+    test_ids = {i for i, in con.sql(f"SELECT id FROM ({query}) WHERE __split = 'test'").fetchall()}
+    before = run(con, settings, "y_bin", **kw, **CV_FAST)
+    rng = np.random.default_rng(9)
+    in_test = np.isin(TABLE.column("id").to_numpy(), list(test_ids))
+    scrambled = TABLE
+    for name, values in (("x1", rng.normal(size=N) * 100), ("y_bin", rng.random(N) < 0.5)):
+        col = TABLE.column(name).to_numpy(zero_copy_only=False)
+        scrambled = scrambled.set_column(scrambled.schema.get_field_index(name), name,
+                                         pa.array(np.where(in_test, values, col)))
+    cat.register(con, catalog, str(write_parquet(root / "b.parquet", scrambled)), name="t", replace=True)
+    after = run(con, settings, "y_bin", **kw, **CV_FAST)
+    assert after.rows == before.rows and after.metrics["test"] != before.metrics["test"]  # the test rows changed
+    assert after.cv == before.cv
+
+
+@pytest.mark.parametrize("folds", [1, 21, -1, True, 2.5, "3"])
+def test_bad_cv_folds_are_refused(folds):
+    with pytest.raises(QuarryError) as err:
+        T.TrainConfig("t", "y", cv_folds=folds)
+    assert err.value.message == f"The 'cv_folds' parameter must be 0 (off) or an int in [2, 20]. Got {folds!r}."
+    assert err.value.hint == "Give the number of folds, e.g. 5, or 0 for none."
+
+
+def test_cv_over_the_memory_budget_is_refused_before_reading(con, settings, data):
+    with pytest.raises(QuarryError) as err:
+        T.train(con, T.TrainConfig("t", "y_bin", features=FEATURES, memory_budget_mb=0.01, cv_folds=3),
+                should_stop=lambda: pytest.fail("the data was read"), settings=settings)
+    query = split_sql(con, source_sql("t"), {}, SplitConfig(), "y_bin")
+    learn = con.sql(f"SELECT count(*) FROM ({query}) WHERE __split <> 'test'").fetchall()[0][0]
+    assert err.value.message == (f"Cross-validation needs the train and valid rows in memory: {learn:,} rows x 4 "
+                                 f"features take {learn * 4 * 8 / 2**20:.1f} MB, over the 0.01 MB memory budget.")
+    assert err.value.hint.startswith("Raise memory_budget_mb to 1 or more, or set cv_folds to 0")
+
+
+def test_a_fold_without_rows_is_refused(con, settings, catalog, root):
+    tiny = pa.table({"x": np.arange(10.0), "y": [True, False] * 5})
+    cat.register(con, catalog, str(write_parquet(root / "tiny.parquet", tiny)), name="tiny")
+    split = SplitConfig("stratified", valid=0.2, test=0.2)  # 4 train + valid rows per class: folds 0-3
+    with pytest.raises(QuarryError) as err:
+        T.train(con, T.TrainConfig("tiny", "y", split=split, num_boost_round=5, cv_folds=20), settings=settings)
+    assert err.value.message == "Fold 5 of 20 has no rows: there are too few rows for 20 folds."
+    assert err.value.hint == "Use fewer folds."
+
+
+@pytest.mark.parametrize(("stop_after", "message"), [
+    (0, "Cross-validation was cancelled in fold 1 of 3."),  # before the first fold
+    (5, "Cross-validation was cancelled in fold 1 of 3."),  # inside its boosting
+    (25, "Cross-validation was cancelled in fold 2 of 3."),  # 1 + 20 rounds + 1: before the second
+])
+def test_cancel_during_cv(con, settings, data, stop_after, message):
+    seen, asked = [], []
+
+    def should_stop() -> bool:
+        if len(seen) < 20:  # the main model: 20 rounds, no early stopping
+            return False
+        asked.append(1)
+        return len(asked) > stop_after
+
+    with pytest.raises(T.Cancelled) as err:
+        T.train(con, T.TrainConfig("t", "y_bin", features=FEATURES, num_boost_round=20, early_stopping_rounds=0,
+                                   cv_folds=3),
+                progress=lambda *a: seen.append(a), should_stop=should_stop, settings=settings)
+    assert err.value.message == message and err.value.iteration == 20
+    assert len(seen) == 20  # the folds report no progress
+    assert len(asked) == stop_after + 1

@@ -74,3 +74,17 @@ def test_train_with_a_search(capsys, settings, data):
     tuning = _json(capsys)["tuning"]
     assert len(tuning["trials"]) == 3 and tuning["best_value"] == min(
         t["value"] for t in tuning["trials"] if t["state"] == "complete")
+
+
+def test_train_with_cross_validation(capsys, settings, data):
+    assert main(["datasets", "register", str(data), "--name", "d"]) == 0
+    capsys.readouterr()
+    assert main(["train", "d", "--target", "y", "--rounds", "20", "--cv", "3", "--json"]) == 0
+    out = _json(capsys)
+    assert out["cv"]["folds"] == 3
+    assert main(["runs", "show", out["run_id"], "--json"]) == 0
+    cv = _json(capsys)["cv"]
+    assert cv["folds"] == 3 and len(cv["per_fold"]) == 3 and cv["rounds"] <= 20
+    assert cv["mean"]["auc"] == pytest.approx(np.mean([f["auc"] for f in cv["per_fold"]]))
+    assert main(["train", "d", "--target", "y", "--cv", "1"]) == 2
+    assert "The 'cv_folds' parameter must be 0 (off) or an int in [2, 20]. Got 1." in capsys.readouterr().err
