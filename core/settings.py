@@ -29,6 +29,7 @@ class Settings:
     threads: int
     sql_time_limit_s: float
     download_max_rows: int
+    train_memory_mb: float = 2048.0  # past this, training data goes through a lightgbm.Sequence
 
     @property
     def readable_roots(self) -> tuple[Path, ...]:
@@ -103,4 +104,5 @@ def load_settings() -> Settings:
         threads=int(_env_number("QUARRY_THREADS", os.cpu_count() or 1, int, 1)),
         sql_time_limit_s=float(_env_number("QUARRY_SQL_TIME_LIMIT_S", 30.0, float, 0.1)),
         download_max_rows=int(_env_number("QUARRY_DOWNLOAD_MAX_ROWS", 1_000_000, int, 1)),
+        train_memory_mb=float(_env_number("QUARRY_TRAIN_MEMORY_MB", 2048.0, float, 0.01)),
     )

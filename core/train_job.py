@@ -25,8 +25,9 @@ def config_from(params: dict, settings) -> TrainConfig:
     split = SplitConfig(**params.get("split", {}))
     keys = ("task", "features", "params", "num_boost_round", "early_stopping_rounds", "device", "class_weight",
             "memory_budget_mb", "seed", "cv_folds")
-    return TrainConfig(dataset=params["dataset"], target=params["target"], split=split, recipe=recipe,
-                       **{k: params[k] for k in keys if params.get(k) is not None})
+    given = {k: params[k] for k in keys if params.get(k) is not None}
+    given.setdefault("memory_budget_mb", settings.train_memory_mb)  # the setting, unless the job says otherwise
+    return TrainConfig(dataset=params["dataset"], target=params["target"], split=split, recipe=recipe, **given)
 
 
 def run(params: dict, reporter=None) -> dict:

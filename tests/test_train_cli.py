@@ -88,3 +88,11 @@ def test_train_with_cross_validation(capsys, settings, data):
     assert cv["mean"]["auc"] == pytest.approx(np.mean([f["auc"] for f in cv["per_fold"]]))
     assert main(["train", "d", "--target", "y", "--cv", "1"]) == 2
     assert "The 'cv_folds' parameter must be 0 (off) or an int in [2, 20]. Got 1." in capsys.readouterr().err
+
+
+def test_the_memory_budget_setting_decides_the_data_path(capsys, settings, data, monkeypatch):
+    monkeypatch.setenv("QUARRY_TRAIN_MEMORY_MB", "0.01")  # 10 kB: less than 2,100 rows x 2 features x 8 bytes
+    assert main(["datasets", "register", str(data), "--name", "d"]) == 0
+    capsys.readouterr()
+    assert main(["train", "d", "--target", "y", "--rounds", "10", "--json"]) == 0
+    assert _json(capsys)["data_path"] == "sequence"
