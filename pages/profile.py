@@ -75,7 +75,12 @@ try:
     found = ui.insights(name, exact, target, stamp)
 except QuarryError as exc:  # an unusable target: say why, and show the rest without it
     ui.show_error(exc)
-    target, found = None, ui.insights(name, exact, None, stamp)
+    target = None
+    try:
+        found = ui.insights(name, exact, None, stamp)
+    except QuarryError as again:
+        ui.show_error(again)
+        st.stop()
 
 d1, d2, _ = st.columns([1, 1, 3])
 d1.download_button("Profile (JSON)", lambda: json.dumps({**p.to_json(), **found.to_json()}),
