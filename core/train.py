@@ -990,6 +990,13 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
             # features, whichever split it lands in (and one query, so one row hash, for all splits).
             compiled = compile_recipe(cur, config.recipe, source, training=True)
             source, params = compiled.sql, compiled.params
+            if any(st.fitted for st in config.recipe.steps):  # said, so that nobody reads too much into test
+                on = config.recipe.fitted_on or {}
+                notes.append(f"The recipe's fitted steps learned their statistics on {on.get('dataset', 'its data')}"
+                             + (f" where {on['where']}" if on.get("where") else " (all rows)")
+                             + ", not on the train split alone: when that includes the test rows, test metrics of "
+                             "target-encoded or scaled features can be slightly optimistic. Fit the recipe on "
+                             "training rows only (`features fit ... --where`) to rule it out.")
         try:
             columns = {n: t for n, t, *_ in cur.sql(f"DESCRIBE ({source})", params=params or None).fetchall()}
         except duckdb.Error as exc:

@@ -325,6 +325,7 @@ def test_recipe_output_is_what_the_model_learns(con, settings, data):
     assert result.metrics["test"]["auc"] > 0.8
     sequence = run(con, settings, "y_bin", recipe=recipe, memory_budget_mb=0.01)  # the recipe's parameters in COPY
     assert sequence.data_path == "sequence" and sequence.features == result.features
+    assert any("learned their statistics on t (all rows)" in n for n in result.notes)  # said, as test may see it
 
 
 def test_training_reads_no_pandas(con, settings, data, monkeypatch):
