@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from core import catalog as cat
 from core import (
+    atomic,
     demo,
     engine,
     insights,
@@ -32,6 +32,7 @@ from core import (
     sandbox,
     score,
 )
+from core import catalog as cat
 from core.errors import QuarryError
 from core.fmt import human_bytes, jsonable
 from core.settings import Settings, load_settings
@@ -235,17 +236,13 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write a file whole or not at all (a temporary file beside it, then a rename)."""
+    """Write a file whole or not at all (core.atomic), with a message a person can act on."""
     if not path.parent.is_dir():
         raise QuarryError(f"Cannot write {path}: the folder {path.parent} does not exist.", "Create it first.")
-    tmp = path.with_name(f".{path.name}.partial")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write_text(path, text)
     except OSError as exc:
         raise QuarryError(f"Cannot write {path}: {exc.strerror}.", "Pick a writable path.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _recipe_for(ctx: Context, args: argparse.Namespace) -> tuple[recipe.Recipe, str | None]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import atomic
 from core.errors import QuarryError
 from core.settings import Settings
 
@@ -34,9 +35,7 @@ def folder(settings: Settings) -> Path:
 
 def _write(path: Path, doc: object) -> None:
     """Write JSON whole or not at all."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, default=str))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(doc, default=str))
 
 
 @dataclass(frozen=True)

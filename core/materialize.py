@@ -7,7 +7,6 @@ name, then a rename); a dataset is registered only after that.
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import duckdb
 
 from core import engine
 from core import recipe as R
+from core.atomic import atomic_path
 from core.catalog import Catalog, Dataset, check_name, register, sync_views
 from core.engine import quote_literal
 from core.errors import QuarryError
@@ -47,18 +47,15 @@ def apply_to_file(settings: Settings, catalog: Catalog, recipe: R.Recipe, datase
     try:
         sync_views(con, catalog.list())
         compiled = R.compile_recipe(con, recipe, R.source_sql(dataset))
-        tmp = out.with_name(f".{out.name}.partial")
         try:
-            if _inside(out, settings.readable_roots):
-                rows = _copy(con, compiled, tmp, progress)
-            else:
-                total = engine.count_rows(con.table(engine.quote_ident(dataset))) if progress else 0
-                rows = _stream(con, compiled, tmp, progress, total)
-            os.replace(tmp, out)
+            with atomic_path(out) as tmp:
+                if _inside(out, settings.readable_roots):
+                    rows = _copy(con, compiled, tmp, progress)
+                else:
+                    total = engine.count_rows(con.table(engine.quote_ident(dataset))) if progress else 0
+                    rows = _stream(con, compiled, tmp, progress, total)
         except duckdb.Error as exc:
             raise engine.translate(exc, "Applying the recipe") from None
-        finally:
-            tmp.unlink(missing_ok=True)
     finally:
         con.close()
     if progress:
@@ -110,7 +107,6 @@ def _stream(con: duckdb.DuckDBPyConnection, compiled: R.Compiled, tmp: Path,
             rows += batch.num_rows
             if progress and total:
                 progress(min(rows / total, 0.99))
-    os.chmod(tmp, 0o644)
     return rows
 
 

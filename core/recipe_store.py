@@ -1,10 +1,9 @@
 """Recipes kept in the workspace (recipes/NAME.json), written whole or not at all; or read from any JSON file."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from core import atomic
 from core import recipe as R
 from core.catalog import NAME_RE
 from core.settings import Settings
@@ -24,14 +23,7 @@ def save(settings: Settings, recipe: R.Recipe, name: str) -> Path:
         raise R.RecipeError(f"{name!r} is not a usable recipe name.",
                             "Use letters, digits and underscores, starting with a letter (e.g. fraud_features).")
     path = folder(settings) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(R.Recipe(steps=recipe.steps, name=name, fitted_on=recipe.fitted_on).dumps())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic.write_text(path, R.Recipe(steps=recipe.steps, name=name, fitted_on=recipe.fitted_on).dumps())
     return path
 
 
