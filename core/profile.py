@@ -516,7 +516,8 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
 
 
-def _short(value: object) -> str:
+def short(value: object) -> str:
+    """A value for a table cell: numbers to 4 significant digits, text cut at 24 characters."""
     text = "" if value is None else (_number(value) if isinstance(value, float) else str(value))
     return text if len(text) <= 24 else text[:23] + "…"
 
@@ -533,10 +534,10 @@ def column_rows(cols: tuple[ColumnProfile, ...]) -> dict[str, list]:
         "type": [c.type for c in cols],
         "missing %": [f"{c.missing_pct:.1f}" for c in cols],
         "distinct": [f"{c.distinct:,}" if c.distinct is not None else "" for c in cols],
-        "min": [_short(c.min) for c in cols],
-        "max": [_short(c.max) for c in cols],
-        "mean": [_short(c.mean) for c in cols],
-        "top value": [f"{_short(c.top[0][0])} ({c.top[0][1]:,})" if c.top else "" for c in cols],
+        "min": [short(c.min) for c in cols],
+        "max": [short(c.max) for c in cols],
+        "mean": [short(c.mean) for c in cols],
+        "top value": [f"{short(c.top[0][0])} ({c.top[0][1]:,})" if c.top else "" for c in cols],
     }
 
 
@@ -549,7 +550,7 @@ def column_facts(c: ColumnProfile, exact: bool) -> list[tuple[str, str]]:
         facts.append(("Distinct", f"{approx}{c.distinct:,}"))
     for label, value in (("Min", c.min), ("Max", c.max), ("Mean", c.mean), ("Std", c.std)):
         if value is not None:
-            facts.append((label, _short(value)))
+            facts.append((label, short(value)))
     for k, v in (c.quantiles or {}).items():
         facts.append((k if k != "p50" else "p50 (median)", f"{approx}{_number(v)}"))
     for label, value in (("Zeros", c.zeros), ("Negatives", c.negatives), ("NaN", c.nan), ("+Inf", c.pos_inf),

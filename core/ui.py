@@ -334,14 +334,6 @@ def materialize_recipe(name: str, fitted: recipe.Recipe, out_name: str,
     return materialize.save_as_dataset(ws.settings, ws.con, ws.catalog, fitted, name, out_name, progress=progress)
 
 
-def short(value: object) -> str:
-    """A value for a summary cell: numbers to 4 significant digits, text cut at 24 characters."""
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e15 else f"{value:.4g}"
-    text = "" if value is None else str(value)
-    return text if len(text) <= 24 else text[:23] + "…"
-
-
 # ----------------------------------------------------------------------------------------------
 # Train, Runs and Score pages: training jobs, run tables, scoring into the workspace
 

@@ -4,6 +4,7 @@ import streamlit as st
 from core import recipe as R
 from core import recipe_store, ui
 from core.errors import QuarryError
+from core.profile import short
 
 ui.page_guard()
 
@@ -137,8 +138,8 @@ with look:
                       "what": [c.status for c in preview.summaries],
                       "missing": [c.missing for c in preview.summaries],
                       "distinct": [c.distinct for c in preview.summaries],
-                      "min": [ui.short(c.low) for c in preview.summaries],
-                      "max": [ui.short(c.high) for c in preview.summaries],
+                      "min": [short(c.low) for c in preview.summaries],
+                      "max": [short(c.high) for c in preview.summaries],
                       "mean": [None if c.mean is None else round(c.mean, 4) for c in preview.summaries]},
                      hide_index=True, width="stretch")
     st.markdown(f"**First {preview.head.num_rows} rows out** (new and transformed columns first)")
