@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +39,32 @@ def run_worker(script: str, name: str, path: str, repeat: int, env: dict) -> dic
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_all(script: str, workers: dict, path: Path, repeat: int, env: dict) -> dict:
+    """Every worker of a bench, each in its own process, in the order given: {name: figures}."""
+    return {name: run_worker(script, name, str(path), repeat, env) for name in workers}
+
+
+@contextmanager
+def workspace_env() -> Iterator[dict]:
+    """The environment for workers: this one, with a temporary Quarry workspace (removed afterwards)."""
+    with tempfile.TemporaryDirectory() as ws:
+        yield {**os.environ, "QUARRY_WORKSPACE": ws}
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """(first run, median of all runs) of `fn`, in seconds."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times[0], statistics.median(times)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def transactions_file(rows: int) -> Path:

@@ -12,18 +12,15 @@ Human-readable lines first; the last line is one JSON object with every figure.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import arguments, peak_rss_mib, run_worker, transactions_file  # noqa: E402
+from bench.common import arguments, machine, peak_rss_mib, run_all, transactions_file, workspace_env  # noqa: E402
 
 # The questions, as the Data page asks them.
 SORT = ("amount", True)
@@ -141,13 +138,12 @@ def main() -> None:
         return
 
     path = transactions_file(args.rows)
-    with tempfile.TemporaryDirectory() as ws:
-        env = {**os.environ, "QUARRY_WORKSPACE": ws}
-        results = {name: run_worker(__file__, name, str(path), args.repeat, env) for name in WORKERS}
+    with workspace_env() as env:
+        results = run_all(__file__, WORKERS, path, args.repeat, env)
     q, d, p = results["quarry"], results["duckdb"], results["polars"]
     figures = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": machine(),
         "rows": args.rows, "file_gib": round(path.stat().st_size / 2**30, 3), "repeat": args.repeat,
         "quarry": q, "duckdb": d, "polars": p, "ratios": {},
     }

@@ -13,28 +13,23 @@ Human-readable lines first; the last line is one JSON object with every figure.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import arguments, peak_rss_mib, run_worker, transactions_file  # noqa: E402
-
-
-def _best(fn, repeat: int) -> tuple[float, float]:
-    """(first run, median of all runs) in seconds."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times[0], statistics.median(times)
+from bench.common import (  # noqa: E402
+    arguments,
+    machine,
+    peak_rss_mib,
+    run_all,
+    run_worker,
+    timed,
+    transactions_file,
+    workspace_env,
+)
 
 
 def worker_raw(path: str, repeat: int) -> dict:
@@ -44,7 +39,7 @@ def worker_raw(path: str, repeat: int) -> dict:
     con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}')")
     cols = [r[0] for r in con.execute("DESCRIBE t").fetchall()]
     sql = "SELECT " + ", ".join(f'max("{c}")' for c in cols) + " FROM t"
-    first, med = _best(lambda: con.execute(sql).fetchall(), repeat)
+    first, med = timed(lambda: con.execute(sql).fetchall(), repeat)
     return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib()}
 
 
@@ -52,14 +47,14 @@ def worker_summarize(path: str, repeat: int) -> dict:
     import duckdb
 
     con = duckdb.connect()
-    first, med = _best(lambda: con.execute(f"SUMMARIZE SELECT * FROM read_parquet('{path}')").fetchall(), repeat)
+    first, med = timed(lambda: con.execute(f"SUMMARIZE SELECT * FROM read_parquet('{path}')").fetchall(), repeat)
     return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib()}
 
 
 def worker_polars(path: str, repeat: int) -> dict:
     import polars as pl
 
-    first, med = _best(lambda: pl.scan_parquet(path).describe(), repeat)
+    first, med = timed(lambda: pl.scan_parquet(path).describe(), repeat)
     return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib(), "version": pl.__version__}
 
 
@@ -71,7 +66,7 @@ def worker_quarry(path: str, repeat: int) -> dict:
     settings = load_settings()
     con = engine.connect(settings)
     cat.register(con, cat.Catalog(settings), path, name="bench", replace=True)
-    first, med = _best(lambda: profile.profile_table(con, "bench"), repeat)
+    first, med = timed(lambda: profile.profile_table(con, "bench"), repeat)
     return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib(), "memory_limit": settings.memory_limit}
 
 
@@ -107,9 +102,8 @@ def main() -> None:
         return
 
     path = transactions_file(args.rows)
-    with tempfile.TemporaryDirectory() as ws:
-        env = {**os.environ, "QUARRY_WORKSPACE": ws}
-        results = {name: run_worker(__file__, name, str(path), args.repeat, env) for name in WORKERS}
+    with workspace_env() as env:
+        results = run_all(__file__, WORKERS, path, args.repeat, env)
         capped_env = {**env, "QUARRY_MEMORY_LIMIT": CAP}
         results["quarry_capped"] = run_worker(__file__, "quarry", str(path), 1, capped_env)
         if ydata:
@@ -122,7 +116,7 @@ def main() -> None:
                                            if "seconds" in peer else {"error": peer.get("skipped", str(peer))})
     raw = results["raw_scan"].get("s")
     figures = {"date": time.strftime("%Y-%m-%d"),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+               "machine": machine(),
                "rows": args.rows, "file_gib": round(path.stat().st_size / 2**30, 3),
                "decompressed_gib": round(_decompressed_gib(path), 3), "results": results,
                "ratio_vs_raw_scan": {k: (v.get("s") / raw if raw and v.get("s") else None)

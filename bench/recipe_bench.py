@@ -13,9 +13,6 @@ Human-readable lines first; the last line is one JSON object with every figure.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +21,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import arguments, peak_rss_mib, run_worker, transactions_file  # noqa: E402
+from bench.common import (  # noqa: E402
+    arguments,
+    machine,
+    peak_rss_mib,
+    run_all,
+    timed,
+    transactions_file,
+    workspace_env,
+)
 
 # Ten steps touching every family that runs row by row: fitted statistics, encodings, dates, arithmetic.
 STEPS = [
@@ -42,21 +47,12 @@ STEPS = [
 ]
 
 
-def _median(fn, repeat: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times[0], statistics.median(times)
-
-
 def worker_copy(path: str, repeat: int) -> dict:
     import duckdb
 
     con = duckdb.connect()
     out = Path(tempfile.mkdtemp()) / "copy.parquet"
-    first, med = _median(lambda: con.execute(f"COPY (SELECT * FROM read_parquet('{path}')) TO '{out}' "
+    first, med = timed(lambda: con.execute(f"COPY (SELECT * FROM read_parquet('{path}')) TO '{out}' "
                                              "(FORMAT parquet, COMPRESSION zstd)"), repeat)
     return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib(), "out_gib": out.stat().st_size / 2**30}
 
@@ -77,7 +73,7 @@ def worker_quarry(path: str, repeat: int) -> dict:
     fit_s = time.perf_counter() - t0
     out = settings.workspace / "bench_features.parquet"
     rows = []
-    first, med = _median(lambda: rows.append(materialize.apply_to_file(settings, catalog, fitted, "bench", out)),
+    first, med = timed(lambda: rows.append(materialize.apply_to_file(settings, catalog, fitted, "bench", out)),
                          repeat)
     columns = len(R.compile_recipe(con, fitted, R.source_sql("bench")).columns)
     return {"first_s": first, "s": med, "fit_s": fit_s, "rows": rows[-1], "columns": columns,
@@ -93,12 +89,11 @@ def main() -> None:
     if args is None:
         return
     path = transactions_file(args.rows)
-    with tempfile.TemporaryDirectory() as ws:
-        env = {**os.environ, "QUARRY_WORKSPACE": ws}
-        results = {name: run_worker(__file__, name, str(path), args.repeat, env) for name in WORKERS}
+    with workspace_env() as env:
+        results = run_all(__file__, WORKERS, path, args.repeat, env)
     copy, ours = results["duckdb_copy"].get("s"), results["quarry_recipe"].get("s")
     figures = {"date": time.strftime("%Y-%m-%d"),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+               "machine": machine(),
                "rows": args.rows, "steps": len(STEPS), "results": results,
                "recipe_over_copy": ours / copy if ours and copy else None}
     print(f"{args.rows:,} rows, a {len(STEPS)}-step recipe (median seconds)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,7 +27,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import arguments, peak_rss_mib, run_worker, transactions_file  # noqa: E402
+from bench.common import (  # noqa: E402
+    arguments,
+    machine,
+    peak_rss_mib,
+    run_all,
+    transactions_file,
+    workspace_env,
+)
 
 TARGET = "is_fraud"
 FEATURES = ["hour", "customer_age", "account_age_days", "card_type", "merchant_category", "channel", "country",
@@ -125,12 +131,11 @@ def main() -> None:
     if args is None:
         return
     path = transactions_file(args.rows)
-    with tempfile.TemporaryDirectory() as ws:
-        env = {**os.environ, "QUARRY_WORKSPACE": ws}
-        results = {name: run_worker(__file__, name, str(path), args.repeat, env) for name in WORKERS}
+    with workspace_env() as env:
+        results = run_all(__file__, WORKERS, path, args.repeat, env)
     q, p = results["quarry"].get("s"), results["plain"].get("s")
     figures = {"date": time.strftime("%Y-%m-%d"),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+               "machine": machine(),
                "rows": args.rows, "rounds": ROUNDS, "results": results,
                "quarry_over_plain": q / p if q and p else None,
                "scoring_over_predict": (results["scoring"].get("rows_per_s", 0)
