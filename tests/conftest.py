@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -74,3 +75,14 @@ def write_parquet(path: Path, table: pa.Table, **kw) -> Path:
 def sample(root: Path) -> Path:
     """A 1,000-row Parquet file under the data root."""
     return write_parquet(root / "sample.parquet", sample_table(), row_group_size=256)
+
+
+def until(pred, timeout: float = 60.0, every: float = 0.05):
+    """Poll `pred` until it returns something true (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")

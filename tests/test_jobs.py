@@ -3,21 +3,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from core import jobs
-
-
-def _until(pred, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+from tests.conftest import until
 
 
 def test_a_job_runs_in_another_process_and_reports(settings):
@@ -31,10 +21,10 @@ def test_a_job_runs_in_another_process_and_reports(settings):
 
 def test_cancel_really_stops_the_worker(settings):
     job_id = jobs.start(settings, "test", "tests.job_targets:count", {"n": 1000, "sleep": 0.05})
-    pid = _until(lambda: jobs.get(settings, job_id).last.get("pid"))
+    pid = until(lambda: jobs.get(settings, job_id).last.get("pid"), timeout=20.0)
     assert jobs.get(settings, job_id).state == "running"
     jobs.cancel(settings, job_id)
-    _until(lambda: not jobs._alive(pid))
+    until(lambda: not jobs._alive(pid), timeout=20.0)
     job = jobs.get(settings, job_id)
     assert job.state == "cancelled" and job.result is None and len(job.progress) < 1000
 
@@ -47,9 +37,9 @@ def test_a_failure_keeps_its_message(settings):
 
 def test_a_killed_worker_reads_as_failed_not_running(settings):
     job_id = jobs.start(settings, "test", "tests.job_targets:count", {"n": 1000, "sleep": 0.05})
-    pid = _until(lambda: jobs.get(settings, job_id).last.get("pid"))
+    pid = until(lambda: jobs.get(settings, job_id).last.get("pid"), timeout=20.0)
     os.kill(pid, signal.SIGKILL)  # out of memory, say
-    _until(lambda: not jobs._alive(pid))
+    until(lambda: not jobs._alive(pid), timeout=20.0)
     job = jobs.get(settings, job_id)
     assert job.state == "failed" and "stopped before it finished" in job.error["message"]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import duckdb
 import numpy as np
@@ -12,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import catalog as cat
 from core import charts, engine, jobs, runs, train_job, tune
-from tests.conftest import REPO, write_parquet
+from tests.conftest import REPO, until, write_parquet
 
 APP = str(REPO / "app.py")
 ROWS = 3000
@@ -92,16 +91,6 @@ def train_run(settings, name: str, **extra) -> str:
     return train_job.run(params)["run_id"]
 
 
-def _until(pred, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def cv_in_training_core(settings) -> bool:
     """True once core.train_job passes the form's cv_folds on to core.train (another change lands it)."""
     try:
@@ -153,13 +142,13 @@ def test_cancel_stops_the_worker_and_keeps_no_run(settings, fraud):
     at = open_page("train")
     fill_form(at, rounds=100_000, early=0, params="learning_rate=0.0001\nnum_leaves=7")
     job_id = at.session_state["train_job"]
-    _until(lambda: jobs.get(settings, job_id).last.get("iteration"))  # training is under way
+    until(lambda: jobs.get(settings, job_id).last.get("iteration"))  # training is under way
     at.run()
     assert "Iteration" in [m.label for m in at.metric] and at.get("plotly_chart")
     at.button(key="train_cancel").click().run()  # the live fragment's button
     assert jobs.get(settings, job_id).state == "cancelled"
     pid = int((jobs.folder(settings) / job_id / "pid").read_text())
-    _until(lambda: not jobs._alive(pid), timeout=20)
+    until(lambda: not jobs._alive(pid), timeout=20)
     assert "Training cancelled" in texts(at.warning)
     assert jobs.get(settings, job_id).progress[-1]["iteration"] < 100_000
     assert runs.list_runs(settings) == [] and not list(runs.runs_dir(settings).glob("*"))
@@ -234,7 +223,7 @@ def test_the_live_panel_of_a_search_counts_trials(settings, fraud):
     fill_form(at, rounds=30, name="long search", trials=500, time_budget=600)
     job_id = at.session_state["train_job"]
     assert jobs.get(settings, job_id).params["tune"] == {"n_trials": 500, "timeout_s": 600.0}
-    _until(lambda: len([p for p in jobs.get(settings, job_id).progress if "trial" in p]) >= 2)
+    until(lambda: len([p for p in jobs.get(settings, job_id).progress if "trial" in p]) >= 2)
     at.run()
     bar = at.get("progress")[0].proto.text
     lines = [p for p in jobs.get(settings, job_id).progress if "trial" in p]
