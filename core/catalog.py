@@ -317,15 +317,20 @@ def describe(con: duckdb.DuckDBPyConnection, dataset: Dataset, settings: Setting
     return DatasetInfo(dataset, rows, cols, len(files), size, hive_partitions(files) if dataset.hive else ())
 
 
-def register_upload(con: duckdb.DuckDBPyConnection, catalog: Catalog, filename: str, data: bytes,
-                    name: str | None = None) -> Dataset:
-    """Save an uploaded file and register it; a file that fails the checks is not kept."""
-    path = save_upload(catalog.settings, filename, data)
+def register_written(con: duckdb.DuckDBPyConnection, catalog: Catalog, path: Path, name: str | None) -> Dataset:
+    """Register a file Quarry has just written (an upload, a saved result); if that fails, the file goes too."""
     try:
         return register(con, catalog, str(path), name=name)
     except BaseException:
         path.unlink(missing_ok=True)
+        sync_views(con, catalog.list())
         raise
+
+
+def register_upload(con: duckdb.DuckDBPyConnection, catalog: Catalog, filename: str, data: bytes,
+                    name: str | None = None) -> Dataset:
+    """Save an uploaded file and register it; a file that fails the checks is not kept."""
+    return register_written(con, catalog, save_upload(catalog.settings, filename, data), name)
 
 
 def resolve(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str) -> Dataset:

@@ -16,7 +16,7 @@ import duckdb
 from core import engine
 from core import recipe as R
 from core.atomic import atomic_path
-from core.catalog import Catalog, Dataset, check_name, register, sync_views
+from core.catalog import Catalog, Dataset, check_name, register_written, sync_views
 from core.engine import quote_literal
 from core.errors import QuarryError
 from core.settings import Settings
@@ -119,9 +119,4 @@ def save_as_dataset(settings: Settings, con: duckdb.DuckDBPyConnection, catalog:
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     final = settings.datasets_dir / f"{name}.parquet"
     apply_to_file(settings, catalog, recipe, dataset, final, progress=progress)
-    try:
-        return register(con, catalog, str(final), name=name)
-    except BaseException:
-        final.unlink(missing_ok=True)
-        sync_views(con, catalog.list())
-        raise
+    return register_written(con, catalog, final, name)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from core.catalog import Catalog, Dataset, check_name, register, sync_views
+from core.catalog import Catalog, Dataset, check_name, register_written
 from core.engine import Page, check_page_args, count_rows, translate, with_time_limit
 from core.errors import QueryError, QueryRefused
 from core.settings import Settings
@@ -195,9 +195,4 @@ def save_as_dataset(con: duckdb.DuckDBPyConnection, catalog: Catalog, sql: str, 
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    try:
-        return register(con, catalog, str(final), name=name)
-    except BaseException:
-        final.unlink(missing_ok=True)
-        sync_views(con, catalog.list())
-        raise
+    return register_written(con, catalog, final, name)

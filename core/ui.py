@@ -557,11 +557,7 @@ def score_to_dataset(run_id: str, dataset: str, keep: tuple[str, ...], out_name:
     ws.settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     path = ws.settings.datasets_dir / f"{out_name}.parquet"
     result = score.score(ws.settings, ws.con, run, dataset, path, keep=keep, progress=progress)
-    try:
-        return result, cat.register(ws.con, ws.catalog, str(path), name=out_name)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    return result, cat.register_written(ws.con, ws.catalog, path, out_name)
 
 
 # ----------------------------------------------------------------------------------------------
