@@ -682,7 +682,7 @@ class ParquetSequence(lgb.Sequence):
             yield from self.file.read_row_group(g).to_batches()
 
 
-class _Labels:
+class Labels:
     """Target values -> what LightGBM learns: class codes (sorted classes) or float values."""
 
     def __init__(self, task: str, classes: list | None) -> None:
@@ -706,7 +706,7 @@ class _Split:
     seq: ParquetSequence | None = None
     fold: np.ndarray | None = None  # each row's cross-validation fold, when read with one
 
-    def chunks(self, labels: _Labels) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def chunks(self, labels: Labels) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if self.x is not None:
             yield self.x, self.y
             return
@@ -714,13 +714,13 @@ class _Split:
             yield self.seq.spec.matrix(batch), labels(batch.column("__y"))
 
 
-def _label_sql(target: str, task: str) -> str:
+def label_sql(target: str, task: str) -> str:
     y = quote_ident(target)
     return f"CAST({y} AS DOUBLE)" if task == "regression" else y
 
 
 def _split_select(spec: FeatureSpec, target: str, task: str, query: str, split: str) -> str:
-    return (f"SELECT {spec.select_sql()}, {_label_sql(target, task)} AS __y FROM ({query}) "
+    return (f"SELECT {spec.select_sql()}, {label_sql(target, task)} AS __y FROM ({query}) "
             f"WHERE {SPLIT_COLUMN} = '{split}'")
 
 
@@ -753,7 +753,7 @@ def _check_stop(should_stop: Callable[[], bool] | None, iteration: int = 0) -> N
                         "Start it again when you want a model.", iteration=iteration)
 
 
-def _read_memory(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: FeatureSpec, labels: _Labels,
+def _read_memory(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: FeatureSpec, labels: Labels,
                  n: int, should_stop: Callable[[], bool] | None, *, with_fold: bool = False) -> _Split:
     """A split into a preallocated column-major float64 matrix (LightGBM takes it without a copy).
 
@@ -784,7 +784,7 @@ def _read_memory(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: F
     return _Split(y=y, x=x, fold=fold)
 
 
-def _read_parquet(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: FeatureSpec, labels: _Labels,
+def _read_parquet(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: FeatureSpec, labels: Labels,
                   path: Path) -> _Split:
     """A split written to Parquet by DuckDB (row groups of BATCH_ROWS), read back as a Sequence."""
     try:
@@ -797,7 +797,7 @@ def _read_parquet(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: 
 
 
 def _stream(cur: duckdb.DuckDBPyConnection, sql: str, params: dict, spec: FeatureSpec,
-            labels: _Labels) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            labels: Labels) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     try:
         for batch in cur.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS):
             yield spec.matrix(batch), labels(batch.column(len(spec.names)))
@@ -1042,7 +1042,7 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
         if device != "cpu":
             lgb_params["device_type"] = device
 
-        labels = _Labels(task, classes)
+        labels = Labels(task, classes)
         selects = {part: _split_select(spec, config.target, task, query, part) for part in ("train", "valid", "test")}
         sequence = rows["train"] * len(names) * 8 > config.memory_budget_mb * 2**20
         if sequence:
@@ -1137,7 +1137,7 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
                 notes.append("The cross-validation folds are drawn at random, not by time: a fold's model also "
                              "learns from rows later than the ones it is scored on.")
             cv_started = time.perf_counter()
-            select = (f"SELECT {spec.select_sql()}, {_label_sql(config.target, task)} AS __y, {FOLD_COLUMN} "
+            select = (f"SELECT {spec.select_sql()}, {label_sql(config.target, task)} AS __y, {FOLD_COLUMN} "
                       f"FROM ({fold_sql(query, config.split, config.target, config.cv_folds, config.seed)})")
             cv = _cross_validate(cur, select, params, spec, labels, rows["train"] + rows["valid"], config,
                                  task, n_classes, lgb_params, lgb_names, cats, best, should_stop)
@@ -1187,7 +1187,7 @@ def _cv_cancelled(fold: int, folds: int, rounds: int) -> Cancelled:
                      "Start it again when you want a model.", iteration=rounds)
 
 
-def _cross_validate(cur: duckdb.DuckDBPyConnection, select: str, params: dict, spec: FeatureSpec, labels: _Labels,
+def _cross_validate(cur: duckdb.DuckDBPyConnection, select: str, params: dict, spec: FeatureSpec, labels: Labels,
                     n: int, config: TrainConfig, task: str, n_classes: int, lgb_params: dict, lgb_names: list[str],
                     cats: list[str], rounds: int, should_stop: Callable[[], bool] | None) -> dict:
     """k models, each trained `rounds` rounds on k - 1 folds of `select`'s rows and scored on the other one.
@@ -1237,7 +1237,7 @@ def _cross_validate(cur: duckdb.DuckDBPyConnection, select: str, params: dict, s
             "mean": mean, "std": std}
 
 
-def _baseline_sample(cur: duckdb.DuckDBPyConnection, split: _Split, labels: _Labels,
+def _baseline_sample(cur: duckdb.DuckDBPyConnection, split: _Split, labels: Labels,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to BASELINE_ROWS rows of the train split, drawn at random (seeded)."""
     n = len(split.y)
