@@ -12,6 +12,8 @@ pages = [
     st.Page("pages/features.py", title="Features", icon=":material/tune:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/leaderboard:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/psychology:"),
     st.Page("pages/score.py", title="Score", icon=":material/batch_prediction:"),
     st.Page("pages/sql.py", title="SQL", icon=":material/terminal:"),
 ]

@@ -563,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, help="the Parquet file to write")
     sc.add_argument("--keep", help="comma-separated columns to keep beside the predictions (e.g. an ID)")
 
+    from core import model_cli  # here, not at the top: it imports this module's helpers
+
+    model_cli.add_commands(top, command)
+
     q = command(top, "sql", "run one SELECT over registered datasets (their names are table names)", cmd_sql)
     q.add_argument("query")
     q.add_argument("--out", help="write the whole result to this Parquet file instead of printing a page")

@@ -23,7 +23,6 @@ changed dataset or a damaged file makes it again. Both are written whole or not 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from core import recipe as R
 from core.atomic import atomic_path, write_text
 from core.engine import quote_ident, quote_literal, translate
 from core.errors import QuarryError
-from core.runs import Run
+from core.runs import Run, cache_dir
 from core.settings import Settings
 from core.splits import SPLIT_COLUMN, SplitConfig, split_sql
 from core.train import FeatureSpec, Labels, label_sql
@@ -93,13 +92,8 @@ class Scored:
 
 
 def folder(settings: Settings, run_id: str) -> Path:
-    """Where a run's evaluation and explanation caches live."""
-    return settings.workspace / "evaluations" / run_id
-
-
-def forget(settings: Settings, run_id: str) -> None:
-    """Remove a run's caches (when the run is deleted)."""
-    shutil.rmtree(folder(settings, run_id), ignore_errors=True)
+    """Where a run's evaluation and explanation caches live (removed with the run)."""
+    return cache_dir(settings, run_id)
 
 
 def feature_spec(run: Run) -> FeatureSpec:

@@ -188,6 +188,12 @@ def runs_dir(settings: Settings) -> Path:
     return settings.workspace / "runs"
 
 
+def cache_dir(settings: Settings, run_id: str) -> Path:
+    """Where a run's evaluation and explanation caches live (core.holdout, core.evaluate, core.explain);
+    made again from the run and its dataset when missing, removed with the run."""
+    return settings.workspace / "evaluations" / run_id
+
+
 def registry_path(settings: Settings) -> Path:
     return settings.workspace / "runs.duckdb"
 
@@ -594,6 +600,7 @@ def delete_run(settings: Settings, run_id: str) -> None:
         os.rename(path, doomed)
         con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
     shutil.rmtree(doomed, ignore_errors=True)  # leftovers are removed by the next list_runs
+    shutil.rmtree(cache_dir(settings, run_id), ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------

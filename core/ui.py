@@ -22,7 +22,10 @@ from core import catalog as cat
 from core import (
     correlate,
     engine,
+    evaluate,
+    explain,
     features,
+    holdout,
     jobs,
     materialize,
     profile_store,
@@ -700,3 +703,124 @@ def cv_summary(cv: dict) -> str:
     if cv.get("rows"):
         parts.append("held-out rows " + ", ".join(f"{n:,}" for n in cv["rows"]))
     return " · ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluate and Explain: a picked run, its scored test split, evaluation and SHAP sample (all cached on disk too)
+
+
+def pick_run(key: str) -> runs.Run | None:
+    """A run picker (``?run=ID`` picks that run, once, and follows the pick); None, with a message, when there
+    are no runs. Shared by the Evaluate and Explain pages."""
+    settings = workspace().settings
+    try:
+        saved = runs.list_runs(settings)
+    except QuarryError as exc:
+        show_error(exc)
+        return None
+    if not saved:
+        st.info("No runs yet: train one on the Train page first.", icon=":material/info:")
+        st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+        return None
+    labels = run_labels(saved)
+    wanted = st.query_params.get("run")
+    if wanted in labels and st.session_state.get(f"{key}_from_url") != wanted:
+        st.session_state[key] = wanted
+        st.session_state[f"{key}_from_url"] = wanted
+    picked = st.selectbox("Run", list(labels), format_func=labels.get, key=key,
+                          help="A saved run: its model is scored on its own test split.")
+    if st.query_params.get("run") != picked:
+        st.query_params["run"] = picked
+        st.session_state[f"{key}_from_url"] = picked
+    try:
+        return runs.load_run(settings, picked)
+    except QuarryError as exc:
+        show_error(exc)
+        return None
+
+
+def scored_test(run: runs.Run) -> holdout.Scored:
+    """The run's scored test split; the first time, with a progress bar while the test rows are scored."""
+    ws = workspace()
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        text = f"Scoring the test split: {done:,} of {total:,} rows"
+        share = min(done / total, 1.0) if total else 0.0
+        if bar is None:
+            bar = st.progress(share, text=text)
+        else:
+            bar.progress(share, text=text)
+
+    try:
+        return holdout.scored_test(ws.settings, ws.con, run, progress=progress)
+    finally:
+        if bar is not None:
+            bar.empty()
+
+
+def _stamp(scored: holdout.Scored) -> tuple:
+    st_ = scored.path.stat()
+    return str(scored.path), st_.st_size, st_.st_mtime_ns
+
+
+def evaluation(scored: holdout.Scored) -> evaluate.Evaluation:
+    """The run's evaluation (computed once per scored file, kept in the workspace)."""
+    return _evaluation(scored, _stamp(scored))
+
+
+@st.cache_resource(show_spinner="Evaluating the test split…", max_entries=8)
+def _evaluation(scored: holdout.Scored, stamp: tuple) -> evaluate.Evaluation:
+    ws = workspace()
+    return evaluate.evaluate(ws.settings, ws.con, scored)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def at_threshold(_scored: holdout.Scored, stamp: tuple, threshold: float) -> dict:
+    return evaluate.at_threshold(workspace().con, _scored, threshold)
+
+
+@st.cache_data(show_spinner="Looking for thresholds…", max_entries=64)
+def suggestions(_scored: holdout.Scored, stamp: tuple, cost_fp: float, cost_fn: float,
+                precision: float | None, recall: float | None) -> dict:
+    ws = workspace()
+    return evaluate.suggest_thresholds(ws.settings, ws.con, _scored, cost_fp=cost_fp, cost_fn=cost_fn,
+                                       target_precision=precision, target_recall=recall)
+
+
+@st.cache_resource(show_spinner="Computing the slices…", max_entries=32)
+def slices(_scored: holdout.Scored, stamp: tuple, column: str, metric: str, threshold: float | None,
+           bins: int) -> evaluate.SliceTable:
+    return evaluate.slices(workspace().con, _scored, column, metric=metric, threshold=threshold, bins=bins)
+
+
+@st.cache_data(show_spinner="Comparing the groups…", max_entries=32)
+def fairness(_scored: holdout.Scored, stamp: tuple, column: str, threshold: float | None, bins: int) -> dict:
+    return evaluate.fairness(workspace().con, _scored, column, threshold=threshold, bins=bins)
+
+
+def stamp(scored: holdout.Scored) -> tuple:
+    """Identity of a scored test split file, part of the cache keys above."""
+    return _stamp(scored)
+
+
+def shap_sample(run: runs.Run, scored: holdout.Scored, n: int, seed: int,
+                progress: Callable[[int, int], None] | None = None) -> explain.ShapSample:
+    """The SHAP sample: computed (with progress) and kept in the workspace the first time, then read from there
+    once per session and kept in memory."""
+    ws = workspace()
+    if not explain.is_cached(ws.settings, run, scored, n, seed=seed):
+        return explain.shap_sample(ws.settings, ws.con, run, scored, n, seed=seed, progress=progress)
+    return _kept_shap(run, scored, _stamp(scored), n, seed)
+
+
+@st.cache_resource(show_spinner="Reading the kept SHAP values…", max_entries=4)
+def _kept_shap(_run: runs.Run, _scored: holdout.Scored, stamp: tuple, n: int, seed: int) -> explain.ShapSample:
+    ws = workspace()
+    return explain.shap_sample(ws.settings, ws.con, _run, _scored, n, seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def shap_estimate(_run: runs.Run, _scored: holdout.Scored, stamp: tuple, n: int) -> float:
+    return explain.estimate_seconds(_run, _scored, n)

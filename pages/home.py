@@ -18,7 +18,8 @@ steps = [
     ("3. SQL", "Ask questions in SQL over your datasets; save a result as a new dataset.", True),
     ("4. Features", "A recipe of feature steps compiled to SQL, reused unchanged in training and scoring.", True),
     ("5. Train", "LightGBM on data bigger than memory in a worker process, with tuning and a run registry.", True),
-    ("6. Evaluate / Explain", "Metrics, thresholds, slices, SHAP and what-if.", False),
+    ("6. Evaluate / Explain", "Metrics over the whole test split, thresholds, slices, fairness, SHAP and what-if.",
+     True),
     ("7. Score", "Batch scoring out of core with the run's recipe.", True),
 ]
 cols = st.columns(len(steps))
@@ -49,3 +50,5 @@ with ui.errors_shown():
     st.page_link("pages/sql.py", label="Query it on the SQL page", icon=":material/terminal:")
     st.page_link("pages/features.py", label="Engineer features", icon=":material/tune:")
     st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+    st.page_link("pages/evaluate.py", label="Evaluate a run", icon=":material/fact_check:")
+    st.page_link("pages/explain.py", label="Explain a run", icon=":material/psychology:")

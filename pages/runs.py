@@ -64,6 +64,13 @@ with detail:
         st.stop()
     st.subheader(run.name)
     st.caption(f"Run {run.run_id}" + (f" · tags: {', '.join(run.info.get('tags'))}" if run.info.get("tags") else ""))
+    links = st.columns(3)
+    links[0].page_link("pages/evaluate.py", label="Evaluate on the test split", icon=":material/fact_check:",
+                       query_params={"run": picked})
+    links[1].page_link("pages/explain.py", label="Explain (SHAP, what-if)", icon=":material/psychology:",
+                       query_params={"run": picked})
+    links[2].page_link("pages/score.py", label="Score a dataset", icon=":material/batch_prediction:",
+                       query_params={"run": picked})
     setup_col, metrics_col = st.columns([4, 5], gap="large")
     with setup_col:
         st.markdown("**Set-up**")

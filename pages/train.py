@@ -187,8 +187,13 @@ def ended(job: jobs.Job) -> None:
         if job.result.get("cv"):
             st.dataframe(ui.cv_table(job.result["cv"]), hide_index=True, width="stretch")
             st.caption(f"Cross-validation: {ui.cv_summary(job.result['cv'])}.")
-        st.page_link("pages/runs.py", label=f"Open run {run_id} on the Runs page", icon=":material/leaderboard:",
-                     query_params={"run": run_id})
+        links = st.columns(3)
+        links[0].page_link("pages/runs.py", label=f"Open run {run_id} on the Runs page",
+                           icon=":material/leaderboard:", query_params={"run": run_id})
+        links[1].page_link("pages/evaluate.py", label="Evaluate it", icon=":material/fact_check:",
+                           query_params={"run": run_id})
+        links[2].page_link("pages/explain.py", label="Explain it", icon=":material/psychology:",
+                           query_params={"run": run_id})
     elif job.state == "failed":
         err = job.error or {}
         st.error(f"Training failed: {err.get('message', 'no reason was recorded.')}", icon=":material/error:")

@@ -1,0 +1,209 @@
+"""Benchmark: evaluation over a 10M-row test split out of core, SHAP throughput vs shap.TreeExplainer, and the
+time each Explain page interaction takes on a 10,000-row sample.
+
+A run is trained once on synthetic transactions (a 91 % test split, so ~10M test rows from 11M), then each
+part runs in a process of its own (its own peak RSS):
+- evaluate: core.holdout (the test split drawn again, scored batch by batch into Parquet) + core.evaluate
+  (every metric and curve in DuckDB) + a threshold, suggestions, slices and fairness — vs the peer
+  "sklearn": the same file's scores and labels read into NumPy and the usual sklearn.metrics calls
+  (roc_auc, average_precision, log_loss, brier, precision_recall_curve, calibration_curve).
+- shap: core.explain.contributions (LightGBM pred_contrib) vs shap.TreeExplainer(booster).shap_values on
+  the same 10,000 rows of the same model, rows/s; and core.explain.shap_sample end to end (stratified
+  sample from the 10M-row file + SHAP).
+- interactions: every Explain page call on the 10,000-row sample (global importance, beeswarm, dependence
+  with automatic colouring, partial dependence + ICE, a row's waterfall, what-if, row finders).
+
+    python bench/explain_bench.py [--rows 11000000] [--repeat 3]
+
+Human-readable lines first; the last line is one JSON object with every figure.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import (  # noqa: E402
+    arguments,
+    machine,
+    peak_rss_mib,
+    run_all,
+    timed,
+    transactions_file,
+    workspace_env,
+)
+
+TARGET = "is_fraud"
+FEATURES = ["hour", "customer_age", "account_age_days", "card_type", "merchant_category", "channel", "country",
+            "is_foreign", "amount", "distance_from_home_km", "velocity_24h", "device_score"]
+SPLIT = {"kind": "random", "valid": 0.01, "test": 0.91, "seed": 42}
+ROUNDS = 100
+SAMPLE = 10_000
+
+
+def _open():
+    from core import catalog as cat
+    from core import engine, runs
+    from core.settings import load_settings
+
+    settings = load_settings()
+    con = engine.connect(settings)
+    cat.sync_views(con, cat.Catalog(settings).list())
+    found = runs.list_runs(settings)
+    return settings, con, (runs.load_run(settings, found[0].run_id) if found else None)
+
+
+def worker_train(path: str, repeat: int) -> dict:
+    from core import catalog as cat
+    from core import engine, train_job
+    from core.settings import load_settings
+
+    settings = load_settings()
+    con = engine.connect(settings)
+    cat.register(con, cat.Catalog(settings), path, name="bench", replace=True)
+    con.close()
+    t0 = time.perf_counter()
+    out = train_job.run({"dataset": "bench", "target": TARGET, "task": "binary", "features": FEATURES,
+                         "split": SPLIT, "num_boost_round": ROUNDS, "early_stopping_rounds": 0, "device": "cpu",
+                         "params": {"num_leaves": 63, "learning_rate": 0.1}})
+    return {"s": time.perf_counter() - t0, "run_id": out["run_id"], "test_auc": out["metrics"]["test"].get("auc")}
+
+
+def worker_evaluate(path: str, repeat: int) -> dict:
+    from core import evaluate, holdout
+
+    settings, con, run = _open()
+    t0 = time.perf_counter()
+    scored = holdout.scored_test(settings, con, run)
+    t1 = time.perf_counter()
+    ev = evaluate.evaluate(settings, con, scored)
+    t2 = time.perf_counter()
+    evaluate.at_threshold(con, scored, 0.1)
+    evaluate.suggest_thresholds(settings, con, scored, cost_fp=1, cost_fn=20, target_precision=0.5)
+    evaluate.slices(con, scored, "merchant_category")
+    evaluate.fairness(con, scored, "card_type")
+    t3 = time.perf_counter()
+    metrics_first, metrics_median = timed(lambda: evaluate.evaluate(settings, con, scored, refresh=True), repeat)
+    return {"rows": scored.rows, "score_s": t1 - t0, "evaluate_s": t2 - t1, "extras_s": t3 - t2,
+            "total_s": t3 - t0, "metrics_s": metrics_median, "auc": ev.metrics.get("auc"),
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def worker_sklearn(path: str, repeat: int) -> dict:
+    import numpy as np
+    import pyarrow.parquet as pq
+    import sklearn.calibration as skc
+    import sklearn.metrics as skm
+
+    from core import holdout
+
+    settings, con, run = _open()
+    scored = holdout.scored_test(settings, con, run)  # cached by the evaluate worker
+
+    def metrics() -> float:
+        t = pq.read_table(scored.path, columns=["__score", "__label"])
+        p, y = t.column("__score").to_numpy(), t.column("__label").to_numpy()
+        auc = skm.roc_auc_score(y, p)
+        skm.average_precision_score(y, p)
+        skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15))
+        skm.brier_score_loss(y, p)
+        skm.precision_recall_curve(y, p)
+        skc.calibration_curve(y, p, n_bins=10, strategy="quantile")
+        return auc
+
+    first, median = timed(metrics, repeat)
+    return {"metrics_s": median, "auc": metrics(), "peak_rss_mib": peak_rss_mib()}
+
+
+def worker_shap(path: str, repeat: int) -> dict:
+    import shap
+
+    from core import explain, holdout
+
+    settings, con, run = _open()
+    scored = holdout.scored_test(settings, con, run)
+    t0 = time.perf_counter()
+    sample = explain.shap_sample(settings, con, run, scored, SAMPLE, refresh=True)
+    end_to_end = time.perf_counter() - t0
+    x = sample.x
+    booster = run.booster
+    ours_first, ours = timed(lambda: explain.contributions(run, x), repeat)
+    explainer = shap.TreeExplainer(booster)
+    theirs_first, theirs = timed(lambda: explainer.shap_values(x), repeat)
+    return {"rows": len(x), "quarry_s": ours, "shap_s": theirs, "quarry_rows_per_s": len(x) / ours,
+            "shap_rows_per_s": len(x) / theirs, "sample_end_to_end_s": end_to_end, "peak_rss_mib": peak_rss_mib()}
+
+
+def worker_interactions(path: str, repeat: int) -> dict:
+    from core import explain, explain_charts, holdout
+
+    settings, con, run = _open()
+    scored = holdout.scored_test(settings, con, run)
+    sample = explain.shap_sample(settings, con, run, scored, SAMPLE)  # cached by the shap worker
+    top = explain.global_importance(sample)[0][0]
+    categorical = next(f for f in run.features if f in run.categorical)
+    row = explain.find_rows(con, scored, "confident_wrong", threshold=scored.threshold, limit=1)[0]
+    local = explain.explain_row(con, run, scored, row)
+    changed = {**local.values, top: local.values.get(top)}
+    calls = {
+        "load_cached_sample": lambda: explain.shap_sample(settings, con, run, scored, SAMPLE),
+        "global_importance": lambda: explain.global_importance(sample),
+        "beeswarm_figure": lambda: explain_charts.beeswarm_figure(sample),
+        "dependence_auto": lambda: explain_charts.dependence_figure(explain.dependence(sample, top)),
+        "dependence_categorical": lambda: explain_charts.dependence_figure(explain.dependence(sample, categorical)),
+        "partial_dependence": lambda: explain_charts.pdp_figure(explain.partial_dependence(run, sample, top)),
+        "find_confident_wrong": lambda: explain.find_rows(con, scored, "confident_wrong", threshold=0.5),
+        "find_near_threshold": lambda: explain.find_rows(con, scored, "near_threshold", threshold=0.5),
+        "explain_row": lambda: explain_charts.waterfall_figure(explain.explain_row(con, run, scored, row)),
+        "what_if": lambda: explain_charts.waterfall_figure(explain.what_if(run, changed)),
+    }
+    out = {name: timed(fn, repeat)[1] for name, fn in calls.items()}
+    return {"seconds": out, "slowest": max(out, key=out.get), "slowest_s": max(out.values()),
+            "peak_rss_mib": peak_rss_mib()}
+
+
+WORKERS = {"train": worker_train, "evaluate": worker_evaluate, "sklearn": worker_sklearn, "shap": worker_shap,
+           "interactions": worker_interactions}
+
+
+def main() -> None:
+    args = arguments(__doc__, WORKERS, rows=11_000_000, repeat=3)
+    if args is None:
+        return
+    path = transactions_file(args.rows)
+    with workspace_env() as env:
+        results = run_all(__file__, WORKERS, path, args.repeat, env)
+    ev, sk, sh, it = (results[k] for k in ("evaluate", "sklearn", "shap", "interactions"))
+    figures = {"machine": machine(), "rows": args.rows, "results": results}
+    print(f"{args.rows:,} rows; {machine()}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<13} error: {r['error']}")
+    if "error" not in ev:
+        print(f"evaluate: {ev['rows']:,} test rows scored in {ev['score_s']:.1f} s, every metric and curve in "
+              f"{ev['evaluate_s']:.2f} s (again: {ev['metrics_s']:.2f} s), threshold + suggestions + slices + "
+              f"fairness {ev['extras_s']:.2f} s; peak RSS {ev['peak_rss_mib']:.0f} MiB")
+        if "error" not in sk:
+            figures["metrics_over_sklearn"] = ev["metrics_s"] / sk["metrics_s"]
+            print(f"  metrics: Quarry (DuckDB, out of core) {ev['metrics_s']:.2f} s vs sklearn in memory "
+                  f"{sk['metrics_s']:.2f} s = {figures['metrics_over_sklearn']:.2f}x at {ev['peak_rss_mib']:.0f} vs "
+                  f"{sk['peak_rss_mib']:.0f} MiB peak RSS (AUC {ev['auc']:.6f} vs {sk['auc']:.6f})")
+    if "error" not in sh:
+        figures["shap_speedup"] = sh["quarry_rows_per_s"] / sh["shap_rows_per_s"]
+        print(f"SHAP on {sh['rows']:,} rows: Quarry (pred_contrib) {sh['quarry_rows_per_s']:,.0f} rows/s vs "
+              f"shap.TreeExplainer {sh['shap_rows_per_s']:,.0f} rows/s = {figures['shap_speedup']:.2f}x; "
+              f"stratified sample + SHAP end to end {sh['sample_end_to_end_s']:.2f} s")
+    if "error" not in it:
+        print("Explain page interactions on a 10,000-row sample (median seconds):")
+        for name, s in it["seconds"].items():
+            print(f"  {name:<24}{s:7.3f}")
+        print(f"  slowest: {it['slowest']} {it['slowest_s']:.3f} s (target < 1 s)")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Explain: SHAP values (LightGBM's exact TreeSHAP) on a stratified sample of a run's test split — global,
+dependence, partial dependence, one row's waterfall and a what-if panel."""
+import math
+
+import streamlit as st
+
+from core import explain, explain_charts, ui
+from core.errors import QuarryError
+from core.fmt import human_seconds
+
+ui.page_guard()
+
+st.title("Explain")
+ws = ui.workspace()
+run = ui.pick_run("expl_run")
+if run is None:
+    st.stop()
+try:
+    scored = ui.scored_test(run)
+except QuarryError as exc:
+    ui.show_error(exc)
+    st.stop()
+stamp = ui.stamp(scored)
+
+size_col, info_col = st.columns([1, 3], vertical_alignment="bottom")
+n = int(size_col.number_input("Sample rows", min_value=100, max_value=explain.MAX_ROWS,
+                              value=min(explain.DEFAULT_ROWS, max(scored.rows, 100)), step=1000, key="expl_rows",
+                              help="SHAP values are computed for a stratified sample of the test split: each class "
+                                   "(or target band) in its test proportion."))
+n = min(n, scored.rows)
+ready_key = f"expl_ready_{run.run_id}_{n}"
+if not st.session_state.get(ready_key) and explain.is_cached(ws.settings, run, scored, n):
+    st.session_state[ready_key] = True
+if not st.session_state.get(ready_key):
+    estimate = ui.shap_estimate(run, scored, stamp, n)
+    info_col.caption(f"SHAP for {n:,} of {scored.rows:,} test rows: about {human_seconds(estimate)} "
+                     f"({len(run.features)} features). The result is kept for this run and sample size.")
+    if not st.button("Compute SHAP values", key="expl_go", type="primary", icon=":material/play_arrow:"):
+        st.stop()
+bar = st.empty()
+try:
+    sample = ui.shap_sample(run, scored, n, 0, lambda done, total: bar.progress(
+        done / max(total, 1), text=f"SHAP: {done:,} of {total:,} rows"))
+except QuarryError as exc:
+    bar.empty()
+    ui.show_error(exc)
+    st.stop()
+bar.empty()
+st.session_state[ready_key] = True
+info_col.caption(f"Stratified sample of {sample.n:,} of {sample.test_rows:,} test rows · exact TreeSHAP "
+                 f"({'kept from an earlier run, ' if sample.cached else ''}computed in {human_seconds(sample.seconds)})"
+                 f" · values in {'log-odds' if run.task != 'regression' else 'target units'}")
+
+class_index = None
+if run.task == "multiclass":
+    class_index = st.selectbox("Class to explain", range(len(run.classes)), format_func=lambda k: str(run.classes[k]),
+                               key="expl_class", help="SHAP values and partial dependence of this class's score.")
+features = list(run.features)
+ranked = [f for f, _ in explain.global_importance(sample, class_index)]
+links = explain.recipe_links(run, ws.con)
+glob, dep, pdp, local = st.tabs(["Global", "Dependence", "Partial dependence", "Local & what-if"])
+
+with glob:
+    bar_col, swarm_col = st.columns([2, 3], gap="large")
+    bar_col.plotly_chart(explain_charts.importance_figure(explain.global_importance(sample, class_index)),
+                         key="expl_importance")
+    swarm_col.plotly_chart(explain_charts.beeswarm_figure(sample, class_index=class_index), key="expl_beeswarm")
+    if links:
+        st.markdown("**Engineered features and the recipe steps that made them**")
+        st.dataframe({"feature": [f for f in ranked if f in links], "recipe step": [links[f] for f in ranked
+                                                                                   if f in links]},
+                     hide_index=True, width="stretch", key="expl_links")
+
+with dep:
+    c1, c2 = st.columns(2)
+    feature = c1.selectbox("Feature", ranked, key="expl_dep_feature")
+    colour = c2.selectbox("Colour by", ["(automatic)", "(none)", *[f for f in ranked if f != feature]],
+                          key="expl_dep_colour", help="Automatic: the feature that best explains the spread of "
+                                                      "this feature's SHAP values at a given value.")
+    interaction = {"(automatic)": "auto", "(none)": None}.get(colour, colour)
+    try:
+        d = explain.dependence(sample, feature, interaction=interaction, class_index=class_index)
+    except QuarryError as exc:
+        ui.show_error(exc)
+    else:
+        st.plotly_chart(explain_charts.dependence_figure(d), key="expl_dependence")
+        if links.get(feature):
+            st.caption(f"{feature} comes from the recipe: {links[feature]}.")
+
+with pdp:
+    c1, c2 = st.columns([3, 1])
+    pd_feature = c1.selectbox("Feature", ranked, key="expl_pdp_feature")
+    ice_rows = c2.number_input("ICE lines", min_value=0, max_value=500, value=100, step=50, key="expl_ice_rows")
+    try:
+        p = explain.partial_dependence(run, sample, pd_feature, ice_rows=int(ice_rows), class_index=class_index)
+    except QuarryError as exc:
+        ui.show_error(exc)
+    else:
+        st.plotly_chart(explain_charts.pdp_figure(p), key="expl_pdp")
+        st.caption("Each thin line is one sample row with only this feature changed (ICE); the bold line is their "
+                   "average over the sample (partial dependence), predicted by the model.")
+
+with local:
+    hows = {"number": "Test row number", "id": "An ID column's value",
+            "confident_wrong": "Most confident wrong predictions"}
+    if run.task != "regression":
+        hows["near_threshold"] = "Closest to the decision threshold" if run.task == "binary" else "Least sure"
+    how = st.radio("Pick a row", list(hows), format_func=hows.get, horizontal=True, key="expl_how")
+    row = None
+    try:
+        if how == "number":
+            row = int(st.number_input(f"Test row (0 to {scored.rows - 1:,})", min_value=0, max_value=scored.rows - 1,
+                                      value=0, key="expl_row_number"))
+        elif how == "id":
+            c1, c2 = st.columns(2)
+            id_column = c1.selectbox("ID column", list(scored.columns), key="expl_id_column")
+            id_value = c2.text_input("Value", key="expl_id_value", placeholder="e.g. 12345")
+            if id_value.strip():
+                row = explain.find_rows(ws.con, scored, "id", value=id_value.strip(), column=id_column, limit=1)[0]
+        else:
+            found = explain.find_rows(ws.con, scored, how, threshold=scored.threshold, limit=10)
+            row = st.selectbox("Row", found, key=f"expl_pick_{how}", format_func=lambda r: f"test row {r:,}") \
+                if found else None
+    except QuarryError as exc:
+        ui.show_error(exc)
+    if row is not None:
+        try:
+            before = explain.explain_row(ws.con, run, scored, row, class_index=class_index)
+        except QuarryError as exc:
+            ui.show_error(exc)
+            st.stop()
+        wf_col, facts_col = st.columns([3, 1], gap="large")
+        wf_col.plotly_chart(explain_charts.waterfall_figure(before), key="expl_waterfall")
+        facts_col.metric("Prediction", f"{before.prediction:.4g}")
+        facts_col.caption(f"Actual: {before.label}" + (f" · predicted class: {before.predicted}"
+                                                       if before.predicted is not None else ""))
+
+        st.markdown("**What if?** Change this row's feature values (the model's inputs, after the recipe).")
+        order = [f for f, _ in sorted(before.contributions, key=lambda c: -abs(c[1]))]
+        edited: dict = dict(before.values)
+        with st.form(f"expl_what_if_{row}"):
+            cols = st.columns(3)
+            for i, f in enumerate(order[:12]):
+                value = before.values.get(f)
+                box = cols[i % 3]
+                if f in run.categorical:
+                    options = [None, *run.categorical[f]]
+                    edited[f] = box.selectbox(f, options, index=options.index(value) if value in options else 0,
+                                              format_func=lambda v: "(missing)" if v is None else str(v),
+                                              key=f"expl_wi_{row}_{i}")
+                elif isinstance(value, bool):
+                    edited[f] = box.checkbox(f, value=value, key=f"expl_wi_{row}_{i}")
+                elif isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+                    edited[f] = box.number_input(f, value=float(value), key=f"expl_wi_{row}_{i}", format="%.6g")
+                else:
+                    text = box.text_input(f, value="" if value is None else str(value), key=f"expl_wi_{row}_{i}")
+                    edited[f] = text or None
+            if len(order) > 12:
+                st.caption(f"The other {len(order) - 12} features keep this row's values.")
+            submitted = st.form_submit_button("Predict", icon=":material/science:")
+        if submitted:
+            try:
+                after = explain.what_if(run, edited, class_index=class_index)
+            except QuarryError as exc:
+                ui.show_error(exc)
+            else:
+                change = after.prediction - before.prediction
+                st.metric("What-if prediction", f"{after.prediction:.4g}", delta=f"{change:+.4g}")
+                st.plotly_chart(explain_charts.what_if_figure(before, after), key="expl_what_if_compare")
+                st.plotly_chart(explain_charts.waterfall_figure(after), key="expl_what_if_waterfall")
