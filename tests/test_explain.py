@@ -14,10 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from core import catalog as cat
+from core import engine, holdout, recipe_store, runs, train_job
 from core import explain as E
 from core import explain_charts as C
-from core import holdout, recipe_store
 from core import recipe as R
+from core.demo.transactions import FRAUD_DRIVERS, FRAUD_TARGET, write_transactions
 from core.errors import QuarryError
 from core.train import FeatureSpec
 from tests.eval_support import DRIVERS, make_run, scored
@@ -443,3 +444,20 @@ def test_charts_build_with_bounded_points_and_labelled_axes(settings, root, con)
     reg_run, reg_sc, _ = _setup(settings, root, con, "regression", n=50, name="reg")
     assert C.waterfall_figure(E.explain_row(con, reg_run, reg_sc, 1)).layout.title.text.startswith(
         "Test row 1: predicted y = ")
+
+
+def test_top_shap_features_on_transactions_are_the_fraud_drivers(settings, root, con):
+    """The demo's fraud label is generated from four columns only: SHAP must rank exactly those four first."""
+    path = root / "transactions.parquet"
+    write_transactions(path, rows=300_000)
+    c = engine.connect(settings)
+    cat.register(c, cat.Catalog(settings), str(path), name="transactions")
+    c.close()
+    run_id = train_job.run({"dataset": "transactions", "target": FRAUD_TARGET, "num_boost_round": 60,
+                            "early_stopping_rounds": 0, "device": "cpu",
+                            "params": {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 100}})["run_id"]
+    run = runs.load_run(settings, run_id)
+    s = scored(settings, con, run)
+    sample = E.shap_sample(settings, con, run, s, 5_000)
+    top = [f for f, _ in E.global_importance(sample)][:len(FRAUD_DRIVERS)]
+    assert set(top) == set(FRAUD_DRIVERS), top
