@@ -141,7 +141,15 @@ def calibration_figure(ev: Evaluation) -> go.Figure:
                     customdata=list(zip(c["count"], c["lo"], c["hi"], strict=True)),
                     hovertemplate=("predicted %{x:.3f} · observed %{y:.3f}<br>95%% interval %{customdata[1]:.3f}–"
                                    "%{customdata[2]:.3f}<br>%{customdata[0]:,} rows<extra></extra>"))
-    return _square(fig)
+    fig = _square(fig)
+    # Zoomed on the bins: with a rare positive class every bin sits near 0 and a [0, 1] square hides them all
+    top = max([*c["mean_pred"], *(h for h in c["hi"] if h is not None), *(o for o in obs if o is not None)])
+    if top < 0.5:
+        edge = min(1.0, top * 1.1)
+        fig.update_xaxes(range=[0, edge])
+        fig.update_yaxes(range=[0, edge])
+        fig.update_layout(title_text=f"{fig.layout.title.text} — zoomed to 0–{edge:.2g}")
+    return fig
 
 
 def gain_figure(ev: Evaluation) -> go.Figure:

@@ -605,7 +605,8 @@ def _grid(s: ShapSample, j: int, size: int) -> tuple[list, list[float]]:
     if len(distinct) <= size:
         points = distinct
     else:
-        points = np.unique(np.quantile(known, np.linspace(0, 1, size), method="inverted_cdf"))
+        # Between the 5th and 95th percentiles, as sklearn's partial_dependence: the tails are too thin to trust
+        points = np.unique(np.quantile(known, np.linspace(0.05, 0.95, size), method="inverted_cdf"))
     return [float(v) for v in points], [float(v) for v in points]
 
 

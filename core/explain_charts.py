@@ -304,7 +304,8 @@ def waterfall_figure(local: LocalExplanation, max_features: int = 12) -> go.Figu
         text=[f"{v:+.3g}" if m == "relative" else f"{v:.3g}" for v, m in zip(values, measures, strict=True)],
         textposition="outside", hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
     ends = np.cumsum([local.base, *values[1:-1]])  # where each bar ends; bars start at the previous end (or 0)
-    lo, hi = min(0.0, float(ends.min())), max(0.0, float(ends.max()))
+    # Zoomed on where the bars end (SHAP's own waterfall does the same): the base bar, drawn from 0, is cut short
+    lo, hi = float(ends.min()), float(ends.max())
     pad = 0.18 * (hi - lo or 1.0)  # room for the numbers written outside the bars
     fig.update_xaxes(range=[lo - pad, hi + pad])
     fig.update_yaxes(autorange="reversed", type="category")

@@ -824,3 +824,12 @@ def _kept_shap(_run: runs.Run, _scored: holdout.Scored, stamp: tuple, n: int, se
 @st.cache_data(show_spinner=False, max_entries=64)
 def shap_estimate(_run: runs.Run, _scored: holdout.Scored, stamp: tuple, n: int) -> float:
     return explain.estimate_seconds(_run, _scored, n)
+
+
+def slice_columns(run: runs.Run, scored: holdout.Scored) -> list[str]:
+    """Columns to slice or group the test rows by, likeliest first: the model's categorical features, its other
+    features, the remaining columns; columns left out of training as ID-like last; never the target."""
+    excluded = set(run.info.get("excluded") or {})
+    order = [*run.categorical, *run.features, *scored.columns]
+    ranked = [c for c in dict.fromkeys(order) if c in scored.columns and c != scored.target]
+    return [c for c in ranked if c not in excluded] + [c for c in ranked if c in excluded]

@@ -38,7 +38,7 @@ for col, (k, label) in zip(st.columns(len(shown)), shown, strict=True):
     value = ev.metrics.get(k)
     col.metric(label, "—" if value is None else (f"{value:.2%}" if k in ("base_rate", "mape") else f"{value:.4g}"))
 
-user_columns = [c for c in scored.columns if c != scored.target]
+user_columns = ui.slice_columns(run, scored)
 threshold = None
 if run.task == "binary":
     tabs = st.tabs(["Threshold", "Curves", "Calibration & lift", "Slices", "Fairness", "Model"])
@@ -149,9 +149,9 @@ with fair_tab:
         except QuarryError as exc:
             ui.show_error(exc)
         else:
-            summary = {k: v for k, v in f["summary"].items() if v is not None}
-            for col, (k, v) in zip(st.columns(max(len(summary), 1)), summary.items(), strict=False):
-                col.metric(k.replace("_", " "), f"{v:.3f}")
+            summary = {k.replace("_", " "): v for k, v in f["summary"].items() if v is not None}
+            st.dataframe({"between groups": list(summary), "value": [f"{v:.4g}" for v in summary.values()]},
+                         hide_index=True, key="eval_fair_summary")
             measures = [k for k in (f["groups"][0] if f["groups"] else {}) if k not in ("group", "count")]
             if measures:
                 measure = st.selectbox("Measure", measures, key="eval_fair_measure")

@@ -98,7 +98,8 @@ with pdp:
     else:
         st.plotly_chart(explain_charts.pdp_figure(p), key="expl_pdp")
         st.caption("Each thin line is one sample row with only this feature changed (ICE); the bold line is their "
-                   "average over the sample (partial dependence), predicted by the model.")
+                   "average over up to 2,000 sample rows (partial dependence), predicted by the model. Numeric "
+                   "features are varied between their 5th and 95th percentiles in the sample.")
 
 with local:
     hows = {"number": "Test row number", "id": "An ID column's value",
@@ -144,14 +145,18 @@ with local:
                 value = before.values.get(f)
                 box = cols[i % 3]
                 if f in run.categorical:
-                    options = [None, *run.categorical[f]]
-                    edited[f] = box.selectbox(f, options, index=options.index(value) if value in options else 0,
-                                              format_func=lambda v: "(missing)" if v is None else str(v),
+                    known = run.categorical[f]
+                    options = [None, *known, *([value] if value is not None and value not in known else [])]
+                    edited[f] = box.selectbox(f, options, index=options.index(value),
+                                              format_func=lambda v, known=known: "(missing)" if v is None else
+                                              str(v) + ("" if v in known else " (not seen in training)"),
                                               key=f"expl_wi_{row}_{i}")
                 elif isinstance(value, bool):
                     edited[f] = box.checkbox(f, value=value, key=f"expl_wi_{row}_{i}")
-                elif isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
-                    edited[f] = box.number_input(f, value=float(value), key=f"expl_wi_{row}_{i}", format="%.6g")
+                elif isinstance(value, int):
+                    edited[f] = box.number_input(f, value=value, step=1, key=f"expl_wi_{row}_{i}")
+                elif isinstance(value, float) and not math.isnan(value):
+                    edited[f] = box.number_input(f, value=value, key=f"expl_wi_{row}_{i}", format="%g")
                 else:
                     text = box.text_input(f, value="" if value is None else str(value), key=f"expl_wi_{row}_{i}")
                     edited[f] = text or None
