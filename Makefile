@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/open_bench.py
 	$(BIN)/python bench/profile_bench.py
 	$(BIN)/python bench/recipe_bench.py
+	$(BIN)/python bench/train_bench.py
+	$(BIN)/python bench/explain_bench.py
 
 clean-workspace:
 	rm -rf data/workspace

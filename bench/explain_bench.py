@@ -4,9 +4,9 @@ time each Explain page interaction takes on a 10,000-row sample.
 A run is trained once on synthetic transactions (a 91 % test split, so ~10M test rows from 11M), then each
 part runs in a process of its own (its own peak RSS):
 - evaluate: core.holdout (the test split drawn again, scored batch by batch into Parquet) + core.evaluate
-  (every metric and curve in DuckDB) + a threshold, suggestions, slices and fairness — vs the peer
-  "sklearn": the same file's scores and labels read into NumPy and the usual sklearn.metrics calls
-  (roc_auc, average_precision, log_loss, brier, precision_recall_curve, calibration_curve).
+  (every metric and curve in DuckDB) + a threshold and suggestions (core.thresholds), slices and fairness
+  (core.slices) — vs the peer "sklearn": the same file's scores and labels read into NumPy and the usual
+  sklearn.metrics calls (roc_auc, average_precision, log_loss, brier, precision_recall_curve, calibration_curve).
 - shap: core.explain.contributions (LightGBM pred_contrib) vs shap.TreeExplainer(booster).shap_values on
   the same 10,000 rows of the same model, rows/s; and core.explain.shap_sample end to end (stratified
   sample from the 10M-row file + SHAP).
@@ -74,7 +74,7 @@ def worker_train(path: str, repeat: int) -> dict:
 
 
 def worker_evaluate(path: str, repeat: int) -> dict:
-    from core import evaluate, holdout
+    from core import evaluate, holdout, slices, thresholds
 
     settings, con, run = _open()
     t0 = time.perf_counter()
@@ -82,10 +82,10 @@ def worker_evaluate(path: str, repeat: int) -> dict:
     t1 = time.perf_counter()
     ev = evaluate.evaluate(settings, con, scored)
     t2 = time.perf_counter()
-    evaluate.at_threshold(con, scored, 0.1)
-    evaluate.suggest_thresholds(settings, con, scored, cost_fp=1, cost_fn=20, target_precision=0.5)
-    evaluate.slices(con, scored, "merchant_category")
-    evaluate.fairness(con, scored, "card_type")
+    thresholds.at_threshold(con, scored, 0.1)
+    thresholds.suggest_thresholds(settings, con, scored, cost_fp=1, cost_fn=20, target_precision=0.5)
+    slices.slices(con, scored, "merchant_category")
+    slices.fairness(con, scored, "card_type")
     t3 = time.perf_counter()
     metrics_first, metrics_median = timed(lambda: evaluate.evaluate(settings, con, scored, refresh=True), repeat)
     return {"rows": scored.rows, "score_s": t1 - t0, "evaluate_s": t2 - t1, "extras_s": t3 - t2,
@@ -139,27 +139,28 @@ def worker_shap(path: str, repeat: int) -> dict:
 
 
 def worker_interactions(path: str, repeat: int) -> dict:
-    from core import explain, explain_charts, holdout
+    from core import effects, explain, explain_charts, holdout
+    from core.local import explain_row, find_rows, what_if
 
     settings, con, run = _open()
     scored = holdout.scored_test(settings, con, run)
     sample = explain.shap_sample(settings, con, run, scored, SAMPLE)  # cached by the shap worker
     top = explain.global_importance(sample)[0][0]
     categorical = next(f for f in run.features if f in run.categorical)
-    row = explain.find_rows(con, scored, "confident_wrong", threshold=scored.threshold, limit=1)[0]
-    local = explain.explain_row(con, run, scored, row)
+    row = find_rows(con, scored, "confident_wrong", threshold=scored.threshold, limit=1)[0]
+    local = explain_row(con, run, scored, row)
     changed = {**local.values, top: local.values.get(top)}
     calls = {
         "load_cached_sample": lambda: explain.shap_sample(settings, con, run, scored, SAMPLE),
         "global_importance": lambda: explain.global_importance(sample),
         "beeswarm_figure": lambda: explain_charts.beeswarm_figure(sample),
-        "dependence_auto": lambda: explain_charts.dependence_figure(explain.dependence(sample, top)),
-        "dependence_categorical": lambda: explain_charts.dependence_figure(explain.dependence(sample, categorical)),
-        "partial_dependence": lambda: explain_charts.pdp_figure(explain.partial_dependence(run, sample, top)),
-        "find_confident_wrong": lambda: explain.find_rows(con, scored, "confident_wrong", threshold=0.5),
-        "find_near_threshold": lambda: explain.find_rows(con, scored, "near_threshold", threshold=0.5),
-        "explain_row": lambda: explain_charts.waterfall_figure(explain.explain_row(con, run, scored, row)),
-        "what_if": lambda: explain_charts.waterfall_figure(explain.what_if(run, changed)),
+        "dependence_auto": lambda: explain_charts.dependence_figure(effects.dependence(sample, top)),
+        "dependence_categorical": lambda: explain_charts.dependence_figure(effects.dependence(sample, categorical)),
+        "partial_dependence": lambda: explain_charts.pdp_figure(effects.partial_dependence(run, sample, top)),
+        "find_confident_wrong": lambda: find_rows(con, scored, "confident_wrong", threshold=0.5),
+        "find_near_threshold": lambda: find_rows(con, scored, "near_threshold", threshold=0.5),
+        "explain_row": lambda: explain_charts.waterfall_figure(explain_row(con, run, scored, row)),
+        "what_if": lambda: explain_charts.waterfall_figure(what_if(run, changed)),
     }
     out = {name: timed(fn, repeat)[1] for name, fn in calls.items()}
     return {"seconds": out, "slowest": max(out, key=out.get), "slowest_s": max(out.values()),

@@ -13,7 +13,8 @@ from plotly.subplots import make_subplots
 
 from core.charts import ACCENT, LAYOUT, MUTED, PALETTE, _fig, _thin, importance, learning_curve
 from core.errors import QuarryError
-from core.evaluate import HIGHER_IS_BETTER, Evaluation, SliceTable
+from core.evaluate import Evaluation
+from core.slices import HIGHER_IS_BETTER, SliceTable
 
 MAX_POINTS = 2_000
 GUIDE = dict(color="#999", dash="dash", width=1)  # reference lines: the diagonal, a random model, zero
@@ -381,7 +382,7 @@ FAIRNESS_MEASURES = {"binary": ("selection_rate", "tpr", "fpr", "precision", "ac
 
 
 def fairness_figure(f: dict, measure: str) -> go.Figure:
-    """One fairness measure per group of the column (core.evaluate.fairness), the overall value as a line."""
+    """One fairness measure per group of the column (core.slices.fairness), the overall value as a line."""
     groups = f.get("groups") or []
     known = [k for k in (groups[0] if groups else {}) if k not in ("group", "count")]
     if measure not in known:

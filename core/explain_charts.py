@@ -12,7 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.charts import ACCENT, MUTED, PALETTE, _fig
-from core.explain import LocalExplanation, ShapSample, global_importance
+from core.explain import ShapSample, global_importance
+from core.local import LocalExplanation
 
 LOW, HIGH = "#008bfb", "#ff0051"  # feature value low -> high; also SHAP down / up in waterfalls
 VALUE_SCALE = [[0.0, LOW], [0.5, "#b84fd0"], [1.0, HIGH]]
@@ -164,7 +165,7 @@ def beeswarm_figure(s: ShapSample, class_index: int | None = None, top: int = 15
 
 
 def dependence_figure(d: dict, max_points: int = DEPENDENCE_POINTS) -> go.Figure:
-    """A feature's SHAP value against its value (core.explain.dependence), coloured by the interaction feature."""
+    """A feature's SHAP value against its value (core.effects.dependence), coloured by the interaction feature."""
     feature, shap = d["feature"], np.asarray(d["shap"], dtype=np.float64)
     n = len(shap)
     idx = _thin(n, max_points)
@@ -238,7 +239,7 @@ def dependence_figure(d: dict, max_points: int = DEPENDENCE_POINTS) -> go.Figure
 
 
 def pdp_figure(p: dict) -> go.Figure:
-    """Partial dependence (bold) over individual rows' curves (thin), from core.explain.partial_dependence."""
+    """Partial dependence (bold) over individual rows' curves (thin), from core.effects.partial_dependence."""
     feature, task_scale = p["feature"], p.get("scale", "value")
     x = list(p["labels"]) if p.get("categorical") or p.get("kind") == "temporal" else list(p["grid"])
     if task_scale == "probability":

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from core import evaluate, explain, holdout, runs
+from core import evaluate, explain, holdout, runs, slices, thresholds
 from core.cli import Context, _progress, emit_json, print_table
+from core.local import explain_row
 
 
 def _scored(ctx: Context, run: runs.Run, quiet: bool, refresh: bool) -> holdout.Scored:
@@ -41,15 +42,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     threshold = scored.threshold if args.threshold is None else args.threshold
     doc: dict = {"run_id": run.run_id, "test_rows": scored.rows, "evaluation": ev.to_json()}
     if scored.task == "binary":
-        doc["at_threshold"] = evaluate.at_threshold(ctx.con, scored, threshold)
-        doc["suggested_thresholds"] = evaluate.suggest_thresholds(
+        doc["at_threshold"] = thresholds.at_threshold(ctx.con, scored, threshold)
+        doc["suggested_thresholds"] = thresholds.suggest_thresholds(
             ctx.settings, ctx.con, scored, cost_fp=args.cost_fp, cost_fn=args.cost_fn,
             target_precision=args.precision, target_recall=args.recall)
     if args.slice:
-        doc["slices"] = evaluate.slices(ctx.con, scored, args.slice, metric=args.metric,
-                                        threshold=threshold).to_json()
+        doc["slices"] = slices.slices(ctx.con, scored, args.slice, metric=args.metric,
+                                      threshold=threshold).to_json()
     if args.fairness:
-        doc["fairness"] = evaluate.fairness(ctx.con, scored, args.fairness, threshold=threshold)
+        doc["fairness"] = slices.fairness(ctx.con, scored, args.fairness, threshold=threshold)
     if args.json:
         emit_json(doc)
         return
@@ -99,7 +100,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
                  "importance": [{"feature": f, "mean_abs_shap": v} for f, v in importance]}
     local = None
     if args.row is not None:
-        local = explain.explain_row(ctx.con, run, scored, args.row)
+        local = explain_row(ctx.con, run, scored, args.row)
         doc["row"] = {"row": local.row, "base": local.base, "raw": local.raw, "prediction": local.prediction,
                       "label": local.label, "predicted": local.predicted,
                       "contributions": [{"feature": f, "value": local.values.get(f), "shap": v}

@@ -35,9 +35,11 @@ from core import (
     sandbox,
     score,
     target,
+    thresholds,
 )
 from core import insights as ins
 from core import profile as prof
+from core import slices as slicing
 from core.errors import QuarryError
 from core.fmt import human_seconds
 from core.settings import REPO_ROOT, Settings, load_settings
@@ -778,26 +780,26 @@ def _evaluation(scored: holdout.Scored, stamp: tuple) -> evaluate.Evaluation:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def at_threshold(_scored: holdout.Scored, stamp: tuple, threshold: float) -> dict:
-    return evaluate.at_threshold(workspace().con, _scored, threshold)
+    return thresholds.at_threshold(workspace().con, _scored, threshold)
 
 
 @st.cache_data(show_spinner="Looking for thresholds…", max_entries=64)
 def suggestions(_scored: holdout.Scored, stamp: tuple, cost_fp: float, cost_fn: float,
                 precision: float | None, recall: float | None) -> dict:
     ws = workspace()
-    return evaluate.suggest_thresholds(ws.settings, ws.con, _scored, cost_fp=cost_fp, cost_fn=cost_fn,
-                                       target_precision=precision, target_recall=recall)
+    return thresholds.suggest_thresholds(ws.settings, ws.con, _scored, cost_fp=cost_fp, cost_fn=cost_fn,
+                                         target_precision=precision, target_recall=recall)
 
 
 @st.cache_resource(show_spinner="Computing the slices…", max_entries=32)
 def slices(_scored: holdout.Scored, stamp: tuple, column: str, metric: str, threshold: float | None,
-           bins: int) -> evaluate.SliceTable:
-    return evaluate.slices(workspace().con, _scored, column, metric=metric, threshold=threshold, bins=bins)
+           bins: int) -> slicing.SliceTable:
+    return slicing.slices(workspace().con, _scored, column, metric=metric, threshold=threshold, bins=bins)
 
 
 @st.cache_data(show_spinner="Comparing the groups…", max_entries=32)
 def fairness(_scored: holdout.Scored, stamp: tuple, column: str, threshold: float | None, bins: int) -> dict:
-    return evaluate.fairness(workspace().con, _scored, column, threshold=threshold, bins=bins)
+    return slicing.fairness(workspace().con, _scored, column, threshold=threshold, bins=bins)
 
 
 def stamp(scored: holdout.Scored) -> tuple:

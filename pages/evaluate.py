@@ -1,7 +1,7 @@
 """Evaluate: a run's metrics over its whole test split — threshold, curves, calibration, slices, fairness, model."""
 import streamlit as st
 
-from core import charts, eval_charts, evaluate, ui
+from core import charts, eval_charts, evaluate, slices, ui
 from core.errors import QuarryError
 from core.fmt import human_seconds
 
@@ -124,7 +124,7 @@ with slice_tab:
     column = c1.selectbox("Slice by", user_columns, key="eval_slice_column",
                           help="Text and boolean columns: their 20 most frequent values; numbers and times: "
                                "equal-count bins.")
-    choices = evaluate.slice_metrics(run.task)
+    choices = slices.slice_metrics(run.task)
     metric = c2.selectbox("Metric", choices, key="eval_slice_metric")
     bins = c3.number_input("Bins", min_value=2, max_value=50, value=10, key="eval_slice_bins")
     if column:

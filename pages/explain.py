@@ -4,9 +4,10 @@ import math
 
 import streamlit as st
 
-from core import explain, explain_charts, ui
+from core import effects, explain, explain_charts, lineage, ui
 from core.errors import QuarryError
 from core.fmt import human_seconds
+from core.local import explain_row, find_rows, what_if
 
 ui.page_guard()
 
@@ -57,7 +58,7 @@ if run.task == "multiclass":
                                key="expl_class", help="SHAP values and partial dependence of this class's score.")
 features = list(run.features)
 ranked = [f for f, _ in explain.global_importance(sample, class_index)]
-links = explain.recipe_links(run, ws.con)
+links = lineage.recipe_links(run, ws.con)
 glob, dep, pdp, local = st.tabs(["Global", "Dependence", "Partial dependence", "Local & what-if"])
 
 with glob:
@@ -79,7 +80,7 @@ with dep:
                                                       "this feature's SHAP values at a given value.")
     interaction = {"(automatic)": "auto", "(none)": None}.get(colour, colour)
     try:
-        d = explain.dependence(sample, feature, interaction=interaction, class_index=class_index)
+        d = effects.dependence(sample, feature, interaction=interaction, class_index=class_index)
     except QuarryError as exc:
         ui.show_error(exc)
     else:
@@ -92,7 +93,7 @@ with pdp:
     pd_feature = c1.selectbox("Feature", ranked, key="expl_pdp_feature")
     ice_rows = c2.number_input("ICE lines", min_value=0, max_value=500, value=100, step=50, key="expl_ice_rows")
     try:
-        p = explain.partial_dependence(run, sample, pd_feature, ice_rows=int(ice_rows), class_index=class_index)
+        p = effects.partial_dependence(run, sample, pd_feature, ice_rows=int(ice_rows), class_index=class_index)
     except QuarryError as exc:
         ui.show_error(exc)
     else:
@@ -117,16 +118,16 @@ with local:
             id_column = c1.selectbox("ID column", list(scored.columns), key="expl_id_column")
             id_value = c2.text_input("Value", key="expl_id_value", placeholder="e.g. 12345")
             if id_value.strip():
-                row = explain.find_rows(ws.con, scored, "id", value=id_value.strip(), column=id_column, limit=1)[0]
+                row = find_rows(ws.con, scored, "id", value=id_value.strip(), column=id_column, limit=1)[0]
         else:
-            found = explain.find_rows(ws.con, scored, how, threshold=scored.threshold, limit=10)
+            found = find_rows(ws.con, scored, how, threshold=scored.threshold, limit=10)
             row = st.selectbox("Row", found, key=f"expl_pick_{how}", format_func=lambda r: f"test row {r:,}") \
                 if found else None
     except QuarryError as exc:
         ui.show_error(exc)
     if row is not None:
         try:
-            before = explain.explain_row(ws.con, run, scored, row, class_index=class_index)
+            before = explain_row(ws.con, run, scored, row, class_index=class_index)
         except QuarryError as exc:
             ui.show_error(exc)
             st.stop()
@@ -165,7 +166,7 @@ with local:
             submitted = st.form_submit_button("Predict", icon=":material/science:")
         if submitted:
             try:
-                after = explain.what_if(run, edited, class_index=class_index)
+                after = what_if(run, edited, class_index=class_index)
             except QuarryError as exc:
                 ui.show_error(exc)
             else:

@@ -471,3 +471,49 @@ def test_features_in_the_browser(page: Page, server: Server) -> None:
     expect(page.get_by_text("Wrote and registered flights_speed")).to_be_visible()
     settle(page)
     assert_no_exception(page, server)
+
+
+def test_train_evaluate_explain_in_the_browser(page: Page, server: Server) -> None:
+    """Train on flights from the Train page, then evaluate the run (a suggested threshold applied with one
+    click) and explain it (SHAP computed, a row's waterfall, a what-if)."""
+    open_page(page, f"{server.url}/data")
+    register(page, FLIGHTS)
+    open_page(page, f"{server.url}/train?dataset=flights")
+    choose(page, "Target", "delayed")
+    page.get_by_label("Most boosting rounds").fill("30")
+    page.get_by_label("Early stopping (0: off)").fill("0")
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text("Training finished")).to_be_visible(timeout=180_000)
+    settle(page)
+
+    page.get_by_role("link", name="Evaluate it").click()
+    expect(page.get_by_text("ROC AUC")).to_be_visible(timeout=120_000)  # the test split scored, then evaluated
+    expect(page.get_by_text("At threshold 0.5000")).to_be_visible()
+    settle(page)
+    page.get_by_role("button", name="Use").first.click()  # the best-F1 threshold
+    settle(page)
+    expect(page.get_by_text("At threshold 0.5000")).to_have_count(0)
+    expect(page.get_by_text("Confusion matrix (counts)")).to_be_visible()
+    screenshot(page, "e2e_evaluate.png")
+    page.get_by_role("tab", name="Curves").click()
+    expect(page.get_by_text("ROC curve (AUC")).to_be_visible()
+    settle(page)
+    screenshot(page, "e2e_evaluate_curves.png")
+    page.get_by_role("tab", name="Slices").click()
+    expect(page.get_by_text("worst first").first).to_be_visible()
+    settle(page)
+    screenshot(page, "e2e_evaluate_slices.png")
+    assert_no_exception(page, server)
+
+    page.get_by_role("link", name="Explain this model (SHAP, what-if)").click()
+    page.get_by_role("button", name="Compute SHAP values").click()
+    expect(page.get_by_text("How each feature moves the prediction")).to_be_visible(timeout=120_000)
+    settle(page)
+    screenshot(page, "e2e_explain.png")
+    page.get_by_role("tab", name="Local & what-if").click()
+    expect(page.get_by_text("Test row 0:")).to_be_visible()
+    page.get_by_role("button", name="Predict").click()
+    expect(page.get_by_text("What-if prediction")).to_be_visible()
+    settle(page)
+    assert_no_exception(page, server)
+    screenshot(page, "e2e_explain_local.png")

@@ -1,4 +1,5 @@
-"""Model evaluation (core/evaluate.py) against scikit-learn and numpy on the scored test split read into memory.
+"""Model evaluation (core/evaluate.py, core/thresholds.py, core/slices.py) against scikit-learn and numpy on the
+scored test split read into memory.
 
 Real runs of every task are trained once for the module (tests/eval_support.py); their scored test
 splits are small, so each number computed out of core in DuckDB is checked against the in-memory
@@ -26,6 +27,8 @@ from scipy.stats import norm
 from core import engine, holdout
 from core import eval_charts as C
 from core import evaluate as E
+from core import slices as S
+from core import thresholds as T
 from core.errors import QuarryError
 from core.settings import load_settings
 from tests.conftest import write_parquet
@@ -232,12 +235,12 @@ def test_single_class_gives_no_auc(env):
     assert close(ev.metrics["brier"], skm.brier_score_loss(df["__label"], df["__score"]))
     assert all(g is None for g in ev.curves["gain"]["gain"])
     assert all(v is None for v in ev.curves["points"]["tpr"])
-    got = E.suggest_thresholds(env.settings, env.con, s, target_recall=0.5)
+    got = T.suggest_thresholds(env.settings, env.con, s, target_recall=0.5)
     assert got["max_f1"]["threshold"] is None and got["recall"]["threshold"] is None
     assert got["min_cost"]["fp"] == 0 or got["min_cost"]["threshold"] == df["__score"].max()
     fig = C.roc_figure(ev)
     assert not fig.data and "both classes" in fig.layout.annotations[0].text
-    assert E.slices(env.con, s, "segment", metric="auc").overall["value"] is None
+    assert S.slices(env.con, s, "segment", metric="auc").overall["value"] is None
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.2, 0.5, 0.73, 1.0, 1.5])
@@ -246,7 +249,7 @@ def test_at_threshold_counts_every_row(env, threshold):
     df = frame(s)
     y, p = df["__label"].to_numpy(), df["__score"].to_numpy()
     hit = p >= threshold
-    got = E.at_threshold(env.con, s, threshold)
+    got = T.at_threshold(env.con, s, threshold)
     tp, fp = int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum())
     tn, fn = int((~hit & (y == 0)).sum()), int((~hit & (y == 1)).sum())
     assert (got["tp"], got["fp"], got["tn"], got["fn"], got["threshold"]) == (tp, fp, tn, fn, threshold)
@@ -287,13 +290,13 @@ def test_suggested_thresholds_equal_brute_force(env, ties, which, costs):
     s = {"run": env.scored["binary"], "ties": ties}[which]
     df = frame(s)
     y, p = df["__label"].to_numpy(), df["__score"].to_numpy()
-    got = E.suggest_thresholds(env.settings, env.con, s, cost_fp=costs[0], cost_fn=costs[1], target_precision=0.7,
+    got = T.suggest_thresholds(env.settings, env.con, s, cost_fp=costs[0], cost_fn=costs[1], target_precision=0.7,
                                target_recall=0.9)
     expected = brute_force_thresholds(y, p, *costs, 0.7, 0.9)
     assert set(got) == {"max_f1", "min_cost", "precision", "recall"}
     for name, t in expected.items():
         assert got[name]["threshold"] == t, name
-        at = E.at_threshold(env.con, s, t)
+        at = T.at_threshold(env.con, s, t)
         assert {k: got[name][k] for k in at} == at
         assert got[name]["why"].endswith(".") and len(got[name]["why"]) > 20
     assert got["min_cost"]["cost"] == costs[0] * got["min_cost"]["fp"] + costs[1] * got["min_cost"]["fn"]
@@ -304,12 +307,12 @@ def test_unreachable_precision_says_why(env):
     table = pa.table({"__row": np.arange(6), "__label": [0.0, 1.0, 1.0, 0.0, 1.0, 0.0],
                       "__score": [0.9, 0.9, 0.7, 0.6, 0.4, 0.2]})
     s = handmade(env, "unreachable", table)
-    got = E.suggest_thresholds(env.settings, env.con, s, target_precision=1.0, target_recall=1.0)
+    got = T.suggest_thresholds(env.settings, env.con, s, target_precision=1.0, target_recall=1.0)
     assert got["precision"] == {"threshold": None, "why": "No threshold reaches a precision of 1.000; the highest is "
                                                           "0.667 (threshold 0.7)."}
     assert got["recall"]["threshold"] == 0.4 and got["recall"]["recall"] == 1.0
     assert E.evaluate(env.settings, env.con, s).metrics["auc"] == skm.roc_auc_score(table["__label"], table["__score"])
-    plain = E.suggest_thresholds(env.settings, env.con, s)
+    plain = T.suggest_thresholds(env.settings, env.con, s)
     assert set(plain) == {"max_f1", "min_cost"}
 
 
@@ -455,7 +458,7 @@ def test_cache_hit_refresh_and_invalidation(env):
         dataclasses.replace(s, threshold=0.3))["recall"])
     # a lost curve table is made again, by evaluate and by suggest_thresholds
     curve.unlink()
-    E.suggest_thresholds(env.settings, env.con, s)
+    T.suggest_thresholds(env.settings, env.con, s)
     assert curve.exists()
     with pytest.raises(QuarryError, match="missing"):
         E.evaluate(env.settings, env.con, dataclasses.replace(s, path=env.root / "nowhere.parquet"))
@@ -491,7 +494,7 @@ def binary_slice_reference(y: np.ndarray, p: np.ndarray, t: float, metric: str) 
     return (k / n, *wilson(k, n)) if n else (None, None, None)
 
 
-def check_rows(table: E.SliceTable, groups: dict, reference) -> None:
+def check_rows(table: S.SliceTable, groups: dict, reference) -> None:
     """Each row against `reference(rows of the group)`; overall against all rows; counts add up."""
     assert {r["group"] for r in table.rows} == set(groups)
     for r in table.rows:
@@ -512,17 +515,17 @@ def category_labels(values: pd.Series, max_groups: int) -> np.ndarray:
     counts = pd.Series([v for v in text if v is not None]).value_counts()
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_groups]
     keep = {k for k, _ in top}
-    return np.array([E.MISSING if v is None else (v if v in keep else E.OTHER) for v in text], dtype=object)
+    return np.array([S.MISSING if v is None else (v if v in keep else S.OTHER) for v in text], dtype=object)
 
 
-def bin_labels(env, s: holdout.Scored, column: str, bins: int = 10) -> tuple[np.ndarray, E.Grouping]:
-    g = E.grouping(env.con, s, column, bins=bins)
+def bin_labels(env, s: holdout.Scored, column: str, bins: int = 10) -> tuple[np.ndarray, S.Grouping]:
+    g = S.grouping(env.con, s, column, bins=bins)
     assert g.kind == "bins" and g.edges[0] == min(v for v in frame(s)[column] if v == v and v is not None)
     values = frame(s)[column]
     out = []
     for v in values:
         if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append(E.MISSING)
+            out.append(S.MISSING)
         else:
             out.append(g.labels[sum(1 for e in g.edges[1:] if v >= e)])
     return np.array(out, dtype=object), g
@@ -532,10 +535,10 @@ def bin_labels(env, s: holdout.Scored, column: str, bins: int = 10) -> tuple[np.
 def test_binary_slices_equal_numpy(env, ties, metric):
     df = frame(ties)
     labels = category_labels(df["segment"], 12)
-    table = E.slices(env.con, ties, "segment", metric=metric, max_groups=12)
+    table = S.slices(env.con, ties, "segment", metric=metric, max_groups=12)
     assert table.metric == metric and table.column == "segment" and table.threshold == 0.5
     groups = by_group(df, labels)
-    assert E.OTHER in groups and E.MISSING in groups
+    assert S.OTHER in groups and S.MISSING in groups
 
     def reference(g: pd.DataFrame):
         return binary_slice_reference(g["__label"].to_numpy(), g["__score"].to_numpy(), 0.5, metric)
@@ -557,19 +560,19 @@ def test_numeric_and_temporal_bins(env, ties):
         labels, g = bin_labels(env, ties, column)
         counts = pd.Series(labels).value_counts()
         assert len(g.edges) == 10 and set(g.labels) == set(counts.index)
-        assert g.labels[-1] == E.MISSING and counts[E.MISSING] == (df["amount"].isna().sum() if column == "amount"
+        assert g.labels[-1] == S.MISSING and counts[S.MISSING] == (df["amount"].isna().sum() if column == "amount"
                                                                     else 0) or column == "day"
         # equal-count bins: each within a few rows of a tenth of the non-missing rows
-        sizes = [counts[label] for label in g.labels if label != E.MISSING]
+        sizes = [counts[label] for label in g.labels if label != S.MISSING]
         assert max(sizes) - min(sizes) <= 0.02 * len(df) + 3
-        table = E.slices(env.con, ties, column, metric="accuracy")
+        table = S.slices(env.con, ties, column, metric="accuracy")
         check_rows(table, by_group(df, labels), lambda d: binary_slice_reference(
             d["__label"].to_numpy(), d["__score"].to_numpy(), 0.5, "accuracy"))
-    assert E.grouping(env.con, ties, "day").labels[0].startswith("[2024-01-0")
+    assert S.grouping(env.con, ties, "day").labels[0].startswith("[2024-01-0")
     # a numeric column with few values, a boolean, a name that needs quoting: one group per value
-    assert E.grouping(env.con, ties, "small_int").labels == ["0", "1", "2"]
-    assert E.grouping(env.con, ties, "flag").labels == ["false", "true"]
-    table = E.slices(env.con, ties, 'quo"te col', metric="recall", threshold=0.4)
+    assert S.grouping(env.con, ties, "small_int").labels == ["0", "1", "2"]
+    assert S.grouping(env.con, ties, "flag").labels == ["false", "true"]
+    table = S.slices(env.con, ties, 'quo"te col', metric="recall", threshold=0.4)
     check_rows(table, by_group(df, df['quo"te col'].to_numpy()), lambda d: binary_slice_reference(
         d["__label"].to_numpy(), d["__score"].to_numpy(), 0.4, "recall"))
 
@@ -591,7 +594,7 @@ def test_regression_slices_equal_numpy(env, metric):
         half = Z * v.std(ddof=1) / math.sqrt(n)
         return v.mean(), v.mean() - half, v.mean() + half
 
-    table = E.slices(env.con, s, "x1", metric=metric, bins=5)
+    table = S.slices(env.con, s, "x1", metric=metric, bins=5)
     check_rows(table, by_group(df, labels), reference)
     assert close(table.overall["value"], reference(df)[0])
     assert table.higher_is_better is False and len(table.rows) == 5
@@ -601,7 +604,7 @@ def test_multiclass_slices_equal_sklearn(env):
     s = env.scored["multiclass"]
     df = frame(s)
     groups = by_group(df, df["region"].to_numpy())
-    for metric in E.slice_metrics("multiclass"):
+    for metric in S.slice_metrics("multiclass"):
         def reference(g: pd.DataFrame, metric=metric):
             y, pred = g["__label"].to_numpy().astype(int), g["__pred"].to_numpy()
             if metric == "accuracy":
@@ -614,17 +617,17 @@ def test_multiclass_slices_equal_sklearn(env):
             half = Z * math.sqrt((recalls * (1 - recalls) / counts).sum()) / len(present)
             return value, max(0.0, value - half), min(1.0, value + half)
 
-        check_rows(E.slices(env.con, s, "region", metric=metric), groups, reference)
+        check_rows(S.slices(env.con, s, "region", metric=metric), groups, reference)
 
 
 def test_fairness_binary_equals_numpy(env):
     s = handmade(env, "fair", binary_table(700, decimals=2))  # about 22 rows per segment: small groups
     df = frame(s)
-    f = E.fairness(env.con, s, "segment", threshold=0.55, max_groups=25)
+    f = S.fairness(env.con, s, "segment", threshold=0.55, max_groups=25)
     assert f["column"] == "segment" and f["threshold"] == 0.55
     labels = category_labels(df["segment"], 25)
     groups = by_group(df, labels)
-    assert [g["group"] for g in f["groups"]][-2:] == [E.OTHER, E.MISSING]
+    assert [g["group"] for g in f["groups"]][-2:] == [S.OTHER, S.MISSING]
     rows = {g["group"]: g for g in f["groups"]}
     assert set(rows) == set(groups)
     for name, g in groups.items():
@@ -653,7 +656,7 @@ def test_fairness_binary_equals_numpy(env):
 def test_fairness_regression_and_multiclass(env):
     s = env.scored["regression"]
     df = frame(s)
-    f = E.fairness(env.con, s, "channel")
+    f = S.fairness(env.con, s, "channel")
     mae = {g: (d["__label"] - d["__pred"]).abs().mean() for g, d in df.groupby("channel")}
     rows = {g["group"]: g for g in f["groups"]}
     for g, d in df.groupby("channel"):
@@ -663,7 +666,7 @@ def test_fairness_regression_and_multiclass(env):
     assert close(f["summary"]["mae_difference"], max(mae.values()) - min(mae.values()))
     m = env.scored["multiclass"]
     df = frame(m)
-    f = E.fairness(env.con, m, "channel")
+    f = S.fairness(env.con, m, "channel")
     acc = {g: (d["__label"] == d["__pred"]).mean() for g, d in df.groupby("channel")}
     assert {g["group"]: g["accuracy"] for g in f["groups"]} == pytest.approx(acc, rel=REL)
     assert close(f["summary"]["accuracy_ratio"], min(acc.values()) / max(acc.values()))
@@ -677,29 +680,29 @@ def test_fairness_regression_and_multiclass(env):
 def test_errors_name_the_choices(env, ties):
     b, r, m = env.scored["binary"], env.scored["regression"], env.scored["multiclass"]
     with pytest.raises(QuarryError) as exc:
-        E.slices(env.con, b, "nope")
+        S.slices(env.con, b, "nope")
     assert "'nope'" in exc.value.message and "region" in exc.value.hint
     with pytest.raises(QuarryError) as exc:
-        E.slices(env.con, b, "region", metric="rmse")
+        S.slices(env.con, b, "region", metric="rmse")
     assert "auc, accuracy, precision, recall, positive_rate" in exc.value.hint
     with pytest.raises(QuarryError, match="unknown task|Unknown task"):
-        E.slice_metrics("ranking")
-    for call in (lambda: E.at_threshold(env.con, r, 0.5), lambda: E.suggest_thresholds(env.settings, env.con, m)):
+        S.slice_metrics("ranking")
+    for call in (lambda: T.at_threshold(env.con, r, 0.5), lambda: T.suggest_thresholds(env.settings, env.con, m)):
         with pytest.raises(QuarryError, match="binary runs only"):
             call()
     with pytest.raises(QuarryError, match="finite number"):
-        E.at_threshold(env.con, b, float("nan"))
+        T.at_threshold(env.con, b, float("nan"))
     with pytest.raises(QuarryError, match="between 0 and 1"):
-        E.suggest_thresholds(env.settings, env.con, b, target_precision=1.5)
+        T.suggest_thresholds(env.settings, env.con, b, target_precision=1.5)
     with pytest.raises(QuarryError, match="not both 0"):
-        E.suggest_thresholds(env.settings, env.con, b, cost_fp=0, cost_fn=0)
+        T.suggest_thresholds(env.settings, env.con, b, cost_fp=0, cost_fn=0)
     with pytest.raises(QuarryError, match="bins must be"):
-        E.slices(env.con, b, "x1", bins=1)
+        S.slices(env.con, b, "x1", bins=1)
     with pytest.raises(QuarryError, match="Unknown fairness measure"):
-        C.fairness_figure(E.fairness(env.con, b, "region"), "rmse")
+        C.fairness_figure(S.fairness(env.con, b, "region"), "rmse")
     with pytest.raises(QuarryError, match="gain, split"):
         C.importance_figure(E.model_report(env.runs["binary"]), kind="cover")
-    assert E.slice_metrics("regression")[0] == "rmse" and E.slice_metrics("binary")[0] == "auc"
+    assert S.slice_metrics("regression")[0] == "rmse" and S.slice_metrics("binary")[0] == "auc"
     bad = pa.table({"__row": [0, 1], "__label": [0.0, 2.0], "__score": [0.1, 0.9]})
     with pytest.raises(QuarryError, match="1 rows without a usable label"):
         E.evaluate(env.settings, env.con, handmade(env, "bad_label", bad))
@@ -762,8 +765,8 @@ def test_charts_build_labelled_and_bounded(env, many, task):
             check_figure(fig)
             assert fig.data[0].text[0][0].startswith(f"{conf['matrix'][0][0]:,}")
     s = env.scored[task]
-    check_figure(C.slices_figure(E.slices(env.con, s, "region")))
-    f = E.fairness(env.con, s, "x1")
+    check_figure(C.slices_figure(S.slices(env.con, s, "region")))
+    f = S.fairness(env.con, s, "x1")
     for measure in [k for k in f["groups"][0] if k not in ("group", "count")]:  # as the Evaluate page offers them
         check_figure(C.fairness_figure(f, measure))
     rep = E.model_report(env.runs[task])

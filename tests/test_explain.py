@@ -1,5 +1,6 @@
-"""core.explain and core.explain_charts on real trained runs (tests/eval_support): SHAP against the raw score and
-the shap package, the stratified sample and its cache, PDP against brute force, rows found against numpy."""
+"""core.explain, core.effects, core.local, core.lineage and core.explain_charts on real trained runs
+(tests/eval_support): SHAP against the raw score and the shap package, the stratified sample and its cache, PDP
+against brute force, rows found against numpy."""
 from __future__ import annotations
 
 import math
@@ -14,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from core import catalog as cat
-from core import engine, holdout, recipe_store, runs, train_job
+from core import effects as D
+from core import engine, holdout, lineage, recipe_store, runs, train_job
 from core import explain as E
 from core import explain_charts as C
+from core import local as L
 from core import recipe as R
 from core.demo.transactions import FRAUD_DRIVERS, FRAUD_TARGET, write_transactions
 from core.errors import QuarryError
@@ -181,15 +184,15 @@ def test_cache_hit_refresh_cancel_and_invalidation(settings, root, con):
 
 def test_dependence_gives_values_shap_and_an_interaction(settings, root, con):
     run, _, s = _setup(settings, root, con, "multiclass")
-    d = E.dependence(s, "x1", class_index=2)
+    d = D.dependence(s, "x1", class_index=2)
     assert d["feature"] == "x1" and not d["categorical"] and d["class"] == run.classes[2]
     np.testing.assert_array_equal(d["x"], s.x[:, 0])
     np.testing.assert_array_equal(d["shap"], s.values[:, 2, 0])
     assert d["color_feature"] in set(s.features) - {"x1"} and len(d["color"]) == s.n
-    c = E.dependence(s, "channel", interaction="x2")
+    c = D.dependence(s, "channel", interaction="x2")
     assert c["categorical"] and set(c["x"]) <= {"web", "shop", "phone"} and c["color_feature"] == "x2"
     assert c["x"] == s.rows.column("channel").to_pylist()
-    none = E.dependence(s, "x2", interaction=None)
+    none = D.dependence(s, "x2", interaction=None)
     assert none["color"] is None and none["color_feature"] is None
 
 
@@ -201,14 +204,14 @@ def test_auto_interaction_finds_the_feature_that_spreads_shap():
     s = E.ShapSample(run_id="r", task="regression", features=["a", "b", "c", "d"], classes=None,
                      rows=pa.table({"__row": np.arange(2_000)}), x=x, values=values, base=np.asarray(0.0),
                      test_rows=2_000, seconds=0.0, cached=False, kinds=["numeric"] * 4)
-    assert E.dependence(s, "a")["color_feature"] == "d"
+    assert D.dependence(s, "a")["color_feature"] == "d"
 
 
 @pytest.mark.parametrize("task, feature, k", [("binary", "x1", None), ("binary", "channel", None),
                                               ("multiclass", "x2", 2), ("regression", "channel", None)])
 def test_partial_dependence_equals_a_brute_force_loop(settings, root, con, task, feature, k):
     run, _, s = _setup(settings, root, con, task, n=200)
-    p = E.partial_dependence(run, s, feature, grid=8, ice_rows=5, pdp_rows=5_000, class_index=k)
+    p = D.partial_dependence(run, s, feature, grid=8, ice_rows=5, pdp_rows=5_000, class_index=k)
     j = run.features.index(feature)
     if feature == "channel":
         assert p["categorical"] and set(p["grid"]) == {"web", "shop", "phone"}
@@ -241,7 +244,7 @@ def test_what_if_on_a_rows_own_values_reproduces_explain_row(settings, root, con
     sc = scored(settings, con, run)
     table = pq.read_table(sc.path)
     for row in (0, 17):
-        e = E.explain_row(con, run, sc, row)
+        e = L.explain_row(con, run, sc, row)
         rec = table.filter(pa.compute.equal(table.column("__row"), row)).to_pylist()[0]
         assert e.row == row and e.values == {f: rec[f] for f in run.features}
         assert e.raw == pytest.approx(e.base + sum(v for _, v in e.contributions))
@@ -254,16 +257,16 @@ def test_what_if_on_a_rows_own_values_reproduces_explain_row(settings, root, con
             assert e.prediction == pytest.approx(rec[f"__p{rec['__pred']}"]) and e.label == rec["y"]
         else:
             assert e.prediction == pytest.approx(rec["__pred"]) and e.raw == pytest.approx(rec["__pred"])
-        w = E.what_if(run, {**e.values, "id": 123, "y": "ignored"})
+        w = L.what_if(run, {**e.values, "id": 123, "y": "ignored"})
         assert w.row is None and w.values == e.values
         assert [f for f, _ in w.contributions] == run.features
         np.testing.assert_allclose([v for _, v in w.contributions], [v for _, v in e.contributions], atol=1e-12)
         assert (w.raw, w.prediction, w.predicted, w.class_index) == pytest.approx(
             (e.raw, e.prediction, e.predicted, e.class_index))
     if task == "multiclass":
-        e = E.explain_row(con, run, sc, 3, class_index=1)
+        e = L.explain_row(con, run, sc, 3, class_index=1)
         assert e.class_index == 1 and e.explained == run.classes[1]
-        changed = E.what_if(run, {**e.values, "x1": e.values["x1"] + 3}, class_index=1)
+        changed = L.what_if(run, {**e.values, "x1": e.values["x1"] + 3}, class_index=1)
         assert changed.prediction != pytest.approx(e.prediction)
 
 
@@ -283,15 +286,15 @@ def test_row_encoding_equals_the_feature_spec(con):
     theirs = spec.matrix(cur.sql(f"SELECT {spec.select_sql()} FROM enc").to_arrow_table())
     records = cur.sql("SELECT * FROM enc").to_arrow_table().to_pylist()
     cur.close()
-    ours = np.vstack([E.encode_row(list(names), list(kinds), categories, r) for r in records])
+    ours = np.vstack([L.encode_row(list(names), list(kinds), categories, r) for r in records])
     np.testing.assert_array_equal(ours, theirs)
-    shown = np.vstack([E.encode_row(list(names), list(kinds), categories, {k: E._display(v) for k, v in r.items()})
+    shown = np.vstack([L.encode_row(list(names), list(kinds), categories, {k: L._display(v) for k, v in r.items()})
                        for r in records])  # as explain_row shows them: ISO text for times
     np.testing.assert_array_equal(shown, theirs)
-    as_text = E.encode_row(["flag", "n", "ts"], ["boolean", "numeric", "temporal"], {},
+    as_text = L.encode_row(["flag", "n", "ts"], ["boolean", "numeric", "temporal"], {},
                            {"flag": "true", "n": "4.5", "ts": datetime(2024, 1, 1)})
     np.testing.assert_array_equal(as_text, [[1.0, 4.5, 1704067200.0]])  # a naive time is UTC, as in DuckDB
-    assert E.encode_row(["d"], ["temporal"], {}, {"d": date(1970, 1, 2)})[0, 0] == 86400.0
+    assert L.encode_row(["d"], ["temporal"], {}, {"d": date(1970, 1, 2)})[0, 0] == 86400.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,58 +318,58 @@ def test_find_rows_matches_numpy(settings, root, con, task):
         for threshold in (None, 0.3):
             th = run.threshold if threshold is None else threshold
             wrong = (score >= th) != (label == 1)
-            assert E.find_rows(con, sc, "confident_wrong", threshold=threshold) == _first(
+            assert L.find_rows(con, sc, "confident_wrong", threshold=threshold) == _first(
                 -np.abs(score - label), rows, wrong)
-            assert E.find_rows(con, sc, "near_threshold", threshold=threshold, limit=7) == _first(
+            assert L.find_rows(con, sc, "near_threshold", threshold=threshold, limit=7) == _first(
                 np.abs(score - th), rows, every, 7)
     elif task == "multiclass":
         p = np.column_stack([t.column(f"__p{k}").to_numpy() for k in range(3)])
         pred = t.column("__pred").to_numpy()
-        assert E.find_rows(con, sc, "confident_wrong") == _first(-p.max(axis=1), rows, pred != label)
+        assert L.find_rows(con, sc, "confident_wrong") == _first(-p.max(axis=1), rows, pred != label)
         top2 = -np.sort(-p, axis=1)
-        assert E.find_rows(con, sc, "near_threshold") == _first(top2[:, 0] - top2[:, 1], rows, every)
+        assert L.find_rows(con, sc, "near_threshold") == _first(top2[:, 0] - top2[:, 1], rows, every)
     else:
         pred = t.column("__pred").to_numpy()
-        assert E.find_rows(con, sc, "confident_wrong", limit=3) == _first(-np.abs(pred - label), rows, every, 3)
+        assert L.find_rows(con, sc, "confident_wrong", limit=3) == _first(-np.abs(pred - label), rows, every, 3)
         with pytest.raises(QuarryError, match="classifier"):
-            E.find_rows(con, sc, "near_threshold")
+            L.find_rows(con, sc, "near_threshold")
     ids = t.column("id").to_numpy()
-    assert E.find_rows(con, sc, "id", column="id", value=int(ids[5])) == [int(rows[5])]
-    assert E.find_rows(con, sc, "id", column="id", value=str(ids[9])) == [int(rows[9])]
-    assert E.find_rows(con, sc, "id", column="channel", value="web", limit=1000) == rows[
+    assert L.find_rows(con, sc, "id", column="id", value=int(ids[5])) == [int(rows[5])]
+    assert L.find_rows(con, sc, "id", column="id", value=str(ids[9])) == [int(rows[9])]
+    assert L.find_rows(con, sc, "id", column="channel", value="web", limit=1000) == rows[
         np.array(t.column("channel").to_pylist()) == "web"].tolist()
-    assert E.find_rows(con, sc, "number", value=4) == [4]
+    assert L.find_rows(con, sc, "number", value=4) == [4]
 
 
 def test_bad_inputs_say_what_is_wrong(settings, root, con):
     run, sc, s = _setup(settings, root, con, "regression", n=50)
     with pytest.raises(QuarryError, match="not a feature") as exc:
-        E.dependence(s, "nope")
+        D.dependence(s, "nope")
     assert "x1" in exc.value.hint
     with pytest.raises(QuarryError, match="not a feature"):
-        E.partial_dependence(run, s, "y")
+        D.partial_dependence(run, s, "y")
     with pytest.raises(QuarryError, match="not a feature"):
-        E.dependence(s, "x1", interaction="nope")
+        D.dependence(s, "x1", interaction="nope")
     for n in (0, -1, E.MAX_ROWS + 1, 2.5, True):
         with pytest.raises(QuarryError, match="whole number"):
             E.shap_sample(settings, con, run, sc, n)
     with pytest.raises(QuarryError, match="No test row has id = 999999"):
-        E.find_rows(con, sc, "id", column="id", value=999_999)
+        L.find_rows(con, sc, "id", column="id", value=999_999)
     with pytest.raises(QuarryError, match="not a valid BIGINT"):
-        E.find_rows(con, sc, "id", column="id", value="abc")
+        L.find_rows(con, sc, "id", column="id", value="abc")
     with pytest.raises(QuarryError, match="not a column"):
-        E.find_rows(con, sc, "id", column="nope", value=1)
+        L.find_rows(con, sc, "id", column="nope", value=1)
     with pytest.raises(QuarryError, match="classifier"):
-        E.find_rows(con, sc, "near_threshold")
+        L.find_rows(con, sc, "near_threshold")
     with pytest.raises(QuarryError, match="Rows can be found by"):
-        E.find_rows(con, sc, "best")
+        L.find_rows(con, sc, "best")
     for bad in (sc.rows, -1, "x", 1.5):
         with pytest.raises(QuarryError, match="test row number"):
-            E.find_rows(con, sc, "number", value=bad)
+            L.find_rows(con, sc, "number", value=bad)
         with pytest.raises(QuarryError, match="test row number"):
-            E.explain_row(con, run, sc, bad)
+            L.explain_row(con, run, sc, bad)
     with pytest.raises(QuarryError, match="x1: 'many' is not a number"):
-        E.what_if(run, {"x1": "many"})
+        L.what_if(run, {"x1": "many"})
     with pytest.raises(QuarryError, match="class index"):
         E.global_importance(make_sample_multiclass(), 5)
 
@@ -386,15 +389,15 @@ def test_recipe_links_name_the_step_that_made_or_changed_a_feature(settings, roo
     recipe_store.save(settings, recipe, "explain_steps")
     run = make_run(settings, root, "regression", recipe="explain_steps")
     assert {"x1_sq", "x2"} <= set(run.features)
-    plain = E.recipe_links(run)
+    plain = lineage.recipe_links(run)
     assert plain["x2"].startswith("step 1 (transform)") and plain["x1_sq"].startswith("step 2 (expression)")
     assert "x1" not in plain and "channel" not in plain
     cat.sync_views(con, cat.Catalog(settings).list())  # the dataset, as pages have it
-    compiled = E.recipe_links(run, con)
+    compiled = lineage.recipe_links(run, con)
     assert compiled["x2"].startswith("step 1 (transform): sign(x)·ln(1 + |x|) for x2")
     assert compiled["x1_sq"] == "step 2 (expression): x1_sq = x1 * x1"
     assert set(compiled) == {"x2", "x1_sq"}
-    assert E.recipe_links(make_run(settings, root, "binary")) == {}
+    assert lineage.recipe_links(make_run(settings, root, "binary")) == {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,28 +424,28 @@ def test_charts_build_with_bounded_points_and_labelled_axes(settings, root, con)
     dep = C.dependence_figure(big)
     assert _points(dep) == 5_000 and dep.layout.xaxis.title.text == "f"
     assert dep.layout.yaxis.title.text == "SHAP value of f (log-odds)"
-    for d in (E.dependence(s, "x1"), E.dependence(s, "channel"), E.dependence(s, "x2", interaction="channel"),
-              E.dependence(s, "x2", interaction=None)):
+    for d in (D.dependence(s, "x1"), D.dependence(s, "channel"), D.dependence(s, "x2", interaction="channel"),
+              D.dependence(s, "x2", interaction=None)):
         fig = C.dependence_figure(d)
         assert _points(fig) == s.n and fig.layout.xaxis.title.text == d["feature"]
         fig.to_json()
-    p = E.partial_dependence(run, s, "x1", grid=10, ice_rows=20, class_index=2)
+    p = D.partial_dependence(run, s, "x1", grid=10, ice_rows=20, class_index=2)
     pdp = C.pdp_figure(p)
     assert pdp.layout.yaxis.title.text == f"P(y = {run.classes[2]})" and pdp.layout.xaxis.title.text == "x1"
     assert sum(v is None for v in pdp.data[0].x) == 20 and list(pdp.data[1].y) == p["pdp"]
-    C.pdp_figure(E.partial_dependence(run, s, "channel")).to_json()
-    e = E.explain_row(con, run, sc, 0)
+    C.pdp_figure(D.partial_dependence(run, s, "channel")).to_json()
+    e = L.explain_row(con, run, sc, 0)
     fall = C.waterfall_figure(e, max_features=2)
     wf = fall.data[0]
     assert list(wf.measure) == ["absolute", "relative", "relative", "relative", "total"]
     assert wf.y[3] == "3 other features" and sum(wf.x[:4]) == pytest.approx(e.raw) and wf.x[4] == pytest.approx(e.raw)
     assert f"P(y = {e.explained}) = " in fall.layout.title.text and fall.layout.xaxis.title.text
-    after = E.what_if(run, {**e.values, "x1": 3.0}, class_index=e.class_index)
+    after = L.what_if(run, {**e.values, "x1": 3.0}, class_index=e.class_index)
     wi = C.what_if_figure(e, after)
     assert [t.name for t in wi.data] == ["after", "before"] and "● x1" in wi.data[0].y
     assert "→" in wi.layout.title.text and wi.layout.xaxis.title.text
     reg_run, reg_sc, _ = _setup(settings, root, con, "regression", n=50, name="reg")
-    assert C.waterfall_figure(E.explain_row(con, reg_run, reg_sc, 1)).layout.title.text.startswith(
+    assert C.waterfall_figure(L.explain_row(con, reg_run, reg_sc, 1)).layout.title.text.startswith(
         "Test row 1: predicted y = ")
 
 

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import catalog as cat
-from core import engine, evaluate, explain
+from core import engine, evaluate, explain, local, thresholds
 from tests.conftest import REPO
 from tests.eval_support import make_run, scored
 
@@ -69,7 +69,7 @@ def test_evaluate_shows_full_split_metrics_and_the_threshold_moves_the_confusion
     assert slider.value == pytest.approx(0.5)
     slider.set_value(0.7).run()
     assert not at.exception, at.exception
-    want = evaluate.at_threshold(con, s, 0.7)
+    want = thresholds.at_threshold(con, s, 0.7)
     z = chart(at, "eval_confusion")["data"][0]["z"]
     assert sum(map(sum, z)) == s.rows
     assert [[want["tn"], want["fp"]], [want["fn"], want["tp"]]] in (z, z[::-1])
@@ -80,7 +80,7 @@ def test_a_suggested_threshold_is_applied_with_one_click(settings, con, binary):
     run, s = binary
     at = open_page("evaluate", run=run.run_id)
     at.number_input(key="eval_cost_fn").set_value(5.0).run()
-    best = evaluate.suggest_thresholds(settings, con, s, cost_fp=1.0, cost_fn=5.0)["min_cost"]
+    best = thresholds.suggest_thresholds(settings, con, s, cost_fp=1.0, cost_fn=5.0)["min_cost"]
     at.button(key="eval_use_min_cost").click().run()
     assert not at.exception, at.exception
     assert at.slider(key=f"eval_threshold_{run.run_id}").value == pytest.approx(round(best["threshold"], 4))
@@ -136,12 +136,12 @@ def test_row_pickers_and_what_if(settings, con, binary):
     at.button(key="expl_go").click().run()
     at.radio(key="expl_how").set_value("confident_wrong").run()
     assert not at.exception, at.exception
-    worst = explain.find_rows(con, s, "confident_wrong", threshold=s.threshold, limit=10)
+    worst = local.find_rows(con, s, "confident_wrong", threshold=s.threshold, limit=10)
     assert at.selectbox(key="expl_pick_confident_wrong").value == worst[0]
 
     at.radio(key="expl_how").set_value("number").run()
     at.number_input(key="expl_row_number").set_value(3).run()
-    before = explain.explain_row(con, run, s, 3)
+    before = local.explain_row(con, run, s, 3)
     assert float(next(m.value for m in at.metric if m.label == "Prediction")) == pytest.approx(before.prediction,
                                                                                               rel=1e-3)
     # What if x1, the strongest driver, were 3 standard deviations higher?
@@ -150,7 +150,7 @@ def test_row_pickers_and_what_if(settings, con, binary):
     at.number_input(key=f"expl_wi_3_{i}").set_value(before.values["x1"] + 3.0)
     at.button(key="FormSubmitter:expl_what_if_3-Predict").click().run()
     assert not at.exception, at.exception
-    after = explain.what_if(run, {**before.values, "x1": before.values["x1"] + 3.0})
+    after = local.what_if(run, {**before.values, "x1": before.values["x1"] + 3.0})
     shown = next(m for m in at.metric if m.label == "What-if prediction")
     assert float(shown.value) == pytest.approx(after.prediction, rel=1e-3)
     assert after.prediction > before.prediction  # x1 raises the odds in the generating formula
