@@ -41,7 +41,8 @@ for col, (k, label) in zip(st.columns(len(shown)), shown, strict=True):
 user_columns = ui.slice_columns(run, scored)
 threshold = None
 if run.task == "binary":
-    tabs = st.tabs(["Threshold", "Curves", "Calibration & lift", "Slices", "Fairness", "Model"])
+    tabs = st.tabs(["Threshold", "Curves", "Calibration & lift", "Slices", "Fairness", "Model"],
+                   key="eval_tabs_binary")  # keyed: the open tab survives reruns
     key = f"eval_threshold_{run.run_id}"
     if key not in st.session_state:
         st.session_state[key] = round(scored.threshold, 4)
@@ -98,7 +99,7 @@ if run.task == "binary":
         lift_col.plotly_chart(eval_charts.lift_figure(ev), key="eval_lift")
     slice_tab, fair_tab, model_tab = tabs[3], tabs[4], tabs[5]
 elif run.task == "multiclass":
-    tabs = st.tabs(["Classes", "Slices", "Fairness", "Model"])
+    tabs = st.tabs(["Classes", "Slices", "Fairness", "Model"], key="eval_tabs_multiclass")
     with tabs[0]:
         normalize = st.toggle("Share of each actual class", key="eval_cm_normalize",
                               help="Rows sum to 100 %: the diagonal is each class's recall.")
@@ -109,7 +110,7 @@ elif run.task == "multiclass":
         st.dataframe(ev.curves["per_class"], hide_index=True, width="stretch", key="eval_per_class_table")
     slice_tab, fair_tab, model_tab = tabs[1], tabs[2], tabs[3]
 else:
-    tabs = st.tabs(["Errors", "Slices", "Fairness", "Model"])
+    tabs = st.tabs(["Errors", "Slices", "Fairness", "Model"], key="eval_tabs_regression")
     with tabs[0]:
         st.plotly_chart(eval_charts.density_figure(ev), key="eval_density")
         res_col, vs_col = st.columns(2)

@@ -59,7 +59,8 @@ if run.task == "multiclass":
 features = list(run.features)
 ranked = [f for f, _ in explain.global_importance(sample, class_index)]
 links = lineage.recipe_links(run, ws.con)
-glob, dep, pdp, local = st.tabs(["Global", "Dependence", "Partial dependence", "Local & what-if"])
+glob, dep, pdp, local = st.tabs(["Global", "Dependence", "Partial dependence", "Local & what-if"],
+                                 key="expl_tabs")  # keyed: the open tab survives reruns
 
 with glob:
     bar_col, swarm_col = st.columns([2, 3], gap="large")
