@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The synthetic transactions' label and the 12 features the training benches use (IDs and the time left out)
+TRANSACTIONS_TARGET = "is_fraud"
+TRANSACTIONS_FEATURES = ["hour", "customer_age", "account_age_days", "card_type", "merchant_category", "channel",
+                         "country", "is_foreign", "amount", "distance_from_home_km", "velocity_24h", "device_score"]
 
 
 def peak_rss_mib() -> float:

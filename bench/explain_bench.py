@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402
+    TRANSACTIONS_FEATURES,
+    TRANSACTIONS_TARGET,
     arguments,
     machine,
     peak_rss_mib,
@@ -41,9 +43,7 @@ from bench.common import (  # noqa: E402
     workspace_env,
 )
 
-TARGET = "is_fraud"
-FEATURES = ["hour", "customer_age", "account_age_days", "card_type", "merchant_category", "channel", "country",
-            "is_foreign", "amount", "distance_from_home_km", "velocity_24h", "device_score"]
+TARGET, FEATURES = TRANSACTIONS_TARGET, TRANSACTIONS_FEATURES
 SPLIT = {"kind": "random", "valid": 0.01, "test": 0.91, "seed": 42}
 ROUNDS = 100
 SAMPLE = 10_000

@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402
+    TRANSACTIONS_FEATURES,
+    TRANSACTIONS_TARGET,
     arguments,
     machine,
     peak_rss_mib,
@@ -36,9 +38,7 @@ from bench.common import (  # noqa: E402
     workspace_env,
 )
 
-TARGET = "is_fraud"
-FEATURES = ["hour", "customer_age", "account_age_days", "card_type", "merchant_category", "channel", "country",
-            "is_foreign", "amount", "distance_from_home_km", "velocity_24h", "device_score"]
+TARGET, FEATURES = TRANSACTIONS_TARGET, TRANSACTIONS_FEATURES
 ROUNDS = 100
 PARAMS = {"learning_rate": 0.1, "num_leaves": 63, "min_data_in_leaf": 50, "feature_fraction": 0.9,
           "bagging_fraction": 0.8, "bagging_freq": 1}

@@ -762,6 +762,19 @@ def scored_test(run: runs.Run) -> holdout.Scored:
             bar.empty()
 
 
+def run_and_test_split(key: str) -> tuple[runs.Run, holdout.Scored]:
+    """The picked run (see pick_run) and its scored test split; stops the page, with the reason shown, when
+    there is no run or the split cannot be drawn."""
+    run = pick_run(key)
+    if run is None:
+        st.stop()
+    try:
+        return run, scored_test(run)
+    except QuarryError as exc:
+        show_error(exc)
+        st.stop()
+
+
 def _stamp(scored: holdout.Scored) -> tuple:
     st_ = scored.path.stat()
     return str(scored.path), st_.st_size, st_.st_mtime_ns

@@ -9,11 +9,8 @@ ui.page_guard()
 
 st.title("Evaluate")
 ws = ui.workspace()
-run = ui.pick_run("eval_run")
-if run is None:
-    st.stop()
+run, scored = ui.run_and_test_split("eval_run")
 try:
-    scored = ui.scored_test(run)
     ev = ui.evaluation(scored)
 except QuarryError as exc:
     ui.show_error(exc)

@@ -13,14 +13,7 @@ ui.page_guard()
 
 st.title("Explain")
 ws = ui.workspace()
-run = ui.pick_run("expl_run")
-if run is None:
-    st.stop()
-try:
-    scored = ui.scored_test(run)
-except QuarryError as exc:
-    ui.show_error(exc)
-    st.stop()
+run, scored = ui.run_and_test_split("expl_run")
 stamp = ui.stamp(scored)
 
 size_col, info_col = st.columns([1, 3], vertical_alignment="bottom")

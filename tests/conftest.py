@@ -27,8 +27,8 @@ def root(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def settings(root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def quarry_env(monkeypatch: pytest.MonkeyPatch, root: Path) -> Settings:
+    """Point Quarry at `root` (data root, workspace inside it), 1 GB and 2 threads, no other settings."""
     monkeypatch.setenv("QUARRY_DATA_ROOTS", str(root))
     monkeypatch.setenv("QUARRY_WORKSPACE", str(root / "workspace"))
     monkeypatch.setenv("QUARRY_MEMORY_LIMIT", "1GB")
@@ -36,6 +36,11 @@ def settings(root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name in ("QUARRY_TEMP_DIR", "QUARRY_SQL_TIME_LIMIT_S", "QUARRY_DOWNLOAD_MAX_ROWS", "QUARRY_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     return load_settings()
+
+
+@pytest.fixture
+def settings(root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    return quarry_env(monkeypatch, root)
 
 
 @pytest.fixture

@@ -30,8 +30,7 @@ from core import evaluate as E
 from core import slices as S
 from core import thresholds as T
 from core.errors import QuarryError
-from core.settings import load_settings
-from tests.conftest import write_parquet
+from tests.conftest import quarry_env, write_parquet
 from tests.eval_support import make_run, scored
 
 TASKS = ("binary", "multiclass", "regression")
@@ -51,13 +50,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate") / "data"
     root.mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QUARRY_DATA_ROOTS", str(root))
-        mp.setenv("QUARRY_WORKSPACE", str(root / "workspace"))
-        mp.setenv("QUARRY_MEMORY_LIMIT", "1GB")
-        mp.setenv("QUARRY_THREADS", "2")
-        for name in ("QUARRY_TEMP_DIR", "QUARRY_SQL_TIME_LIMIT_S", "QUARRY_DOWNLOAD_MAX_ROWS", "QUARRY_PASSWORD"):
-            mp.delenv(name, raising=False)
-        settings = load_settings()
+        settings = quarry_env(mp, root)
         con = engine.connect(settings)
         runs = {task: make_run(settings, root, task) for task in TASKS}
         splits = {task: scored(settings, con, run) for task, run in runs.items()}

@@ -9,19 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from core import catalog as cat
 from core import engine, evaluate, explain, local, thresholds
-from tests.conftest import REPO
 from tests.eval_support import make_run, scored
-
-APP = str(REPO / "app.py")
-
-
-def open_page(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.query_params.update(query)
-    at.run()
-    at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, at.exception
-    return at
+from tests.test_train_page import open_page
 
 
 def chart_keys(at: AppTest) -> set[str]:
