@@ -308,7 +308,7 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
     """Profile every column of a registered dataset over its full data.
 
     Columns with few distinct values (guessed from the first rows) are profiled exactly from their
-    value counts, all of them in one ``GROUPING SETS`` scan (core.value_counts). The others take two
+    value counts, all of them in one query (core.value_counts). The others take two
     aggregate scans: counts, extremes, moments, quantiles, distinct count and top-value candidates;
     then histograms, time buckets and the exact counts of the candidates. Every query handles at
     most ``BATCH_COLUMNS`` columns and reads only those from Parquet, so a wide table costs no more
