@@ -162,24 +162,23 @@ def _top_key(q: str, kind: str) -> str:
 def _scan1_exprs(i: int, col: str, kind: str, exact: bool) -> list[tuple[str, str]]:
     """(alias, SQL aggregate) pairs for column number i."""
     q = quote_ident(col)
-    finite = f"isfinite({q})" if kind == "float" else f"{q} IS NOT NULL"
+    # Aggregates skip NULLs by themselves; only floats need NaN and ±Inf kept out.
+    only = f" FILTER (WHERE isfinite({q}))" if kind == "float" else ""
     out = [(f"c{i}_count", f"count({q})"),
            (f"c{i}_distinct", f"count(DISTINCT {q})" if exact else f"approx_count_distinct({q})")]
     if kind in NUMERIC:
         x = f"{q}::DOUBLE" if kind == "decimal" else q
         qs = "[" + ", ".join(str(p) for p in QUANTILES) + "]"
-        out += [(f"c{i}_min", f"min({x}) FILTER (WHERE {finite})"), (f"c{i}_max", f"max({x}) FILTER (WHERE {finite})"),
-                (f"c{i}_mean", f"avg({x}::DOUBLE) FILTER (WHERE {finite})"),
-                (f"c{i}_std", f"stddev_samp({x}::DOUBLE) FILTER (WHERE {finite})"),
+        out += [(f"c{i}_min", f"min({x}){only}"), (f"c{i}_max", f"max({x}){only}"),
+                (f"c{i}_mean", f"avg({x}::DOUBLE){only}"), (f"c{i}_std", f"stddev_samp({x}::DOUBLE){only}"),
                 (f"c{i}_zeros", f"count_if({q} = 0)"), (f"c{i}_neg", f"count_if({q} < 0)")]
         if exact:  # exact quantiles, then an exact histogram between them in scan 2
-            out.append((f"c{i}_q", f"quantile_cont({x}, {qs}) FILTER (WHERE {finite})"))
+            out.append((f"c{i}_q", f"quantile_cont({x}, {qs}){only}"))
         else:  # quantiles and histogram from a logarithmic sketch, in this same scan (core.sketch)
             d = f"{q}::DOUBLE"
-            pos, neg = sketch.bucket_sql(d)
             # NOT isfinite first (see _scan2_exprs); ln() must never see zero, a negative, NaN or Inf.
-            out += [(f"c{i}_skp", f"histogram(CASE WHEN NOT isfinite({d}) THEN NULL WHEN {d} > 0 THEN {pos} END)"),
-                    (f"c{i}_skn", f"histogram(CASE WHEN NOT isfinite({d}) THEN NULL WHEN {d} < 0 THEN {neg} END)")]
+            skip = f"WHEN NOT isfinite({d}) THEN NULL " if kind == "float" else ""
+            out.append((f"c{i}_sk", f"histogram(CASE {skip}{sketch.signed_bucket_sql(d)} END)"))
         if kind == "float":
             # NaN = non-finite minus infinities: count_if(isnan(x)) can be answered wrongly from Parquet
             # statistics, which leave NaN out.
@@ -454,8 +453,8 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
         if kind == "float":
             pinf, ninf = int(g("pinf") or 0), int(g("ninf") or 0)
             fields.update(nan=int(g("nonfinite") or 0) - pinf - ninf, pos_inf=pinf, neg_inf=ninf)
-        if f"c{i}_skp" in s1 and fields["min"] is not None:
-            fields.update(_from_sketch(kind, g("skp") or {}, g("skn") or {}, fields))
+        if f"c{i}_sk" in s1 and fields["min"] is not None:
+            fields.update(_from_sketch(kind, *sketch.split_signed(g("sk") or {}), fields))
         hist = s2.get(f"c{i}_hist")
         if hist is not None and plan is not None:
             start, width, n = plan

@@ -25,6 +25,25 @@ def bucket_sql(x: str) -> tuple[str, str]:
     return (f"ceil(ln({x}) / {LN_GAMMA!r})::INTEGER", f"ceil(ln(-({x})) / {LN_GAMMA!r})::INTEGER")
 
 
+def signed_bucket_sql(x: str) -> str:
+    """The WHEN branches of one CASE giving both signs' buckets in one key: 2k for the positive bucket k,
+    2k + 1 for the negative bucket k (zero and NULL fall through). One histogram() instead of two."""
+    pos, neg = bucket_sql(x)
+    return f"WHEN {x} > 0 THEN 2 * {pos} WHEN {x} < 0 THEN 2 * {neg} + 1"
+
+
+def split_signed(counts: dict) -> tuple[dict, dict]:
+    """(positive, negative) bucket counts from a signed_bucket_sql histogram."""
+    positive, negative = {}, {}
+    for key, n in counts.items():
+        k = int(key)
+        if k % 2:
+            negative[(k - 1) // 2] = n
+        else:
+            positive[k // 2] = n
+    return positive, negative
+
+
 def _buckets(positive: dict, negative: dict, zeros: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lower edges, upper edges, counts) of every bucket, in increasing order of value."""
     pk = np.array(sorted(positive), dtype=np.float64)
