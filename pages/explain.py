@@ -134,29 +134,32 @@ with local:
         st.markdown("**What if?** Change this row's feature values (the model's inputs, after the recipe).")
         order = [f for f, _ in sorted(before.contributions, key=lambda c: -abs(c[1]))]
         edited: dict = dict(before.values)
+        def value_input(box, i: int, f: str) -> object:
+            """An input for feature f holding this row's value, of the kind the model takes."""
+            value, key = before.values.get(f), f"expl_wi_{row}_{i}"
+            if f in run.categorical:
+                known = run.categorical[f]
+                options = [None, *known, *([value] if value is not None and value not in known else [])]
+                return box.selectbox(f, options, index=options.index(value), key=key,
+                                     format_func=lambda v: "(missing)" if v is None else
+                                     str(v) + ("" if v in known else " (not seen in training)"))
+            if isinstance(value, bool):
+                return box.checkbox(f, value=value, key=key)
+            if isinstance(value, int):
+                return box.number_input(f, value=value, step=1, key=key)
+            if isinstance(value, float) and not math.isnan(value):
+                return box.number_input(f, value=value, key=key, format="%g")
+            return box.text_input(f, value="" if value is None else str(value), key=key) or None
+
         with st.form(f"expl_what_if_{row}"):
             cols = st.columns(3)
-            for i, f in enumerate(order[:12]):
-                value = before.values.get(f)
-                box = cols[i % 3]
-                if f in run.categorical:
-                    known = run.categorical[f]
-                    options = [None, *known, *([value] if value is not None and value not in known else [])]
-                    edited[f] = box.selectbox(f, options, index=options.index(value),
-                                              format_func=lambda v, known=known: "(missing)" if v is None else
-                                              str(v) + ("" if v in known else " (not seen in training)"),
-                                              key=f"expl_wi_{row}_{i}")
-                elif isinstance(value, bool):
-                    edited[f] = box.checkbox(f, value=value, key=f"expl_wi_{row}_{i}")
-                elif isinstance(value, int):
-                    edited[f] = box.number_input(f, value=value, step=1, key=f"expl_wi_{row}_{i}")
-                elif isinstance(value, float) and not math.isnan(value):
-                    edited[f] = box.number_input(f, value=value, key=f"expl_wi_{row}_{i}", format="%g")
-                else:
-                    text = box.text_input(f, value="" if value is None else str(value), key=f"expl_wi_{row}_{i}")
-                    edited[f] = text or None
+            for i, f in enumerate(order[:12]):  # the features that matter most for this row first
+                edited[f] = value_input(cols[i % 3], i, f)
             if len(order) > 12:
-                st.caption(f"The other {len(order) - 12} features keep this row's values.")
+                with st.expander(f"The other {len(order) - 12} features"):
+                    rest = st.columns(3)
+                    for i, f in enumerate(order[12:], start=12):
+                        edited[f] = value_input(rest[i % 3], i, f)
             submitted = st.form_submit_button("Predict", icon=":material/science:")
         if submitted:
             try:

@@ -8,7 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import catalog as cat
-from core import engine, evaluate, explain, local, thresholds
+from core import engine, evaluate, explain, local, recipe_store, thresholds
+from core import recipe as R
 from tests.eval_support import make_run, scored
 from tests.test_train_page import open_page
 
@@ -144,3 +145,22 @@ def test_row_pickers_and_what_if(settings, con, binary):
     assert float(shown.value) == pytest.approx(after.prediction, rel=1e-3)
     assert after.prediction > before.prediction  # x1 raises the odds in the generating formula
     assert "expl_what_if_waterfall" in chart_keys(at)
+
+
+def test_engineered_features_link_to_their_recipe_step_and_every_feature_is_editable(settings, root, con):
+    recipe = R.Recipe(steps=(R.Step("expression", {"name": "x1_sq", "expression": "x1 * x1"}),
+                             R.Step("expression", {"name": "x2_half", "expression": "x2 / 2"})))
+    recipe_store.save(settings, recipe, "engineered")
+    run = make_run(settings, root, "binary", recipe="engineered")
+    at = open_page("explain", run=run.run_id)
+    at.button(key="expl_go").click().run()
+    assert not at.exception, at.exception
+    links = frame(at, "recipe step")
+    assert dict(zip(links["feature"], links["recipe step"], strict=True))["x1_sq"] == \
+        "step 1 (expression): x1_sq = x1 * x1"
+    at.selectbox(key="expl_dep_feature").set_value("x1_sq").run()
+    assert "x1_sq comes from the recipe: step 1 (expression)" in texts(at)
+    # The what-if form has an input for every model feature (the first 12 shown, the rest in an expander).
+    inputs = {w.label for kind in ("number_input", "selectbox", "checkbox", "text_input") for w in at.get(kind)
+              if (w.key or "").startswith("expl_wi_0_")}
+    assert inputs == set(run.features)
