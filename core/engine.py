@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from core.errors import QueryError, QueryRefused, QueryTimeout
-from core.settings import Settings
+from core.settings import Settings, memory_bytes
 
 T = TypeVar("T")
 PAGE_SIZE_MAX = 1_000
@@ -34,7 +34,8 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(settings: Settings, *, progress: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(settings: Settings, *, progress: bool = False,
+            memory_cap: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open the process's DuckDB database, configured from settings and sandboxed.
 
     Parameters
@@ -42,13 +43,18 @@ def connect(settings: Settings, *, progress: bool = False) -> duckdb.DuckDBPyCon
     settings
         Memory limit, threads and temp directory (for spilling) come from here; the readable
         roots become DuckDB's ``allowed_directories``.
+    memory_cap
+        A size ('1GB'): the memory limit is the lower of this and the settings' (DuckDB spills past it).
     """
+    limit = settings.memory_limit
+    if memory_cap is not None and memory_bytes(memory_cap) < memory_bytes(limit):
+        limit = memory_cap
     for folder in (settings.workspace, settings.temp_dir, settings.datasets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(
         ":memory:",
         config={
-            "memory_limit": settings.memory_limit,
+            "memory_limit": limit,
             "threads": settings.threads,
             "temp_directory": str(settings.temp_dir),
             "autoinstall_known_extensions": False,

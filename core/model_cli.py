@@ -38,19 +38,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     ctx = Context.open()
     run = runs.load_run(ctx.settings, args.run)
     scored = _scored(ctx, run, args.json, args.refresh)
-    ev = evaluate.evaluate(ctx.settings, ctx.con, scored, refresh=args.refresh)
+    econ = evaluate.connect(ctx.settings)  # memory capped: see core.evaluate.MEMORY_CAP
+    ev = evaluate.evaluate(ctx.settings, econ, scored, refresh=args.refresh)
     threshold = scored.threshold if args.threshold is None else args.threshold
     doc: dict = {"run_id": run.run_id, "test_rows": scored.rows, "evaluation": ev.to_json()}
     if scored.task == "binary":
-        doc["at_threshold"] = thresholds.at_threshold(ctx.con, scored, threshold)
+        doc["at_threshold"] = thresholds.at_threshold(econ, scored, threshold)
         doc["suggested_thresholds"] = thresholds.suggest_thresholds(
-            ctx.settings, ctx.con, scored, cost_fp=args.cost_fp, cost_fn=args.cost_fn,
+            ctx.settings, econ, scored, cost_fp=args.cost_fp, cost_fn=args.cost_fn,
             target_precision=args.precision, target_recall=args.recall)
     if args.slice:
-        doc["slices"] = slices.slices(ctx.con, scored, args.slice, metric=args.metric,
+        doc["slices"] = slices.slices(econ, scored, args.slice, metric=args.metric,
                                       threshold=threshold).to_json()
     if args.fairness:
-        doc["fairness"] = slices.fairness(ctx.con, scored, args.fairness, threshold=threshold)
+        doc["fairness"] = slices.fairness(econ, scored, args.fairness, threshold=threshold)
     if args.json:
         emit_json(doc)
         return

@@ -78,6 +78,18 @@ def _env_number(name: str, default: float, kind: type, minimum: float) -> float:
     return value
 
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_bytes(text: str) -> int:
+    """A size such as '4GB', '512MiB' or '1.5 GiB' in bytes (the forms QUARRY_MEMORY_LIMIT takes)."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise QuarryError(f"{text!r} is not a size like '4GB' or '512MiB'.", "Give a number and a unit.")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
 def default_memory_limit() -> str:
     """Half of this machine's RAM, leaving room for Python, the browser and the OS."""
     return f"{max(1, psutil.virtual_memory().total // 2 // 2**30)}GiB"

@@ -780,6 +780,16 @@ def _stamp(scored: holdout.Scored) -> tuple:
     return str(scored.path), st_.st_size, st_.st_mtime_ns
 
 
+@st.cache_resource(show_spinner=False)
+def _evaluation_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
+    return evaluate.connect(settings)
+
+
+def _econ() -> duckdb.DuckDBPyConnection:
+    """The connection evaluation queries run on (memory capped, see core.evaluate.connect)."""
+    return _evaluation_connection(workspace().settings)
+
+
 def evaluation(scored: holdout.Scored) -> evaluate.Evaluation:
     """The run's evaluation (computed once per scored file, kept in the workspace)."""
     return _evaluation(scored, _stamp(scored))
@@ -788,31 +798,31 @@ def evaluation(scored: holdout.Scored) -> evaluate.Evaluation:
 @st.cache_resource(show_spinner="Evaluating the test split…", max_entries=8)
 def _evaluation(scored: holdout.Scored, stamp: tuple) -> evaluate.Evaluation:
     ws = workspace()
-    return evaluate.evaluate(ws.settings, ws.con, scored)
+    return evaluate.evaluate(ws.settings, _econ(), scored)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def at_threshold(_scored: holdout.Scored, stamp: tuple, threshold: float) -> dict:
-    return thresholds.at_threshold(workspace().con, _scored, threshold)
+    return thresholds.at_threshold(_econ(), _scored, threshold)
 
 
 @st.cache_data(show_spinner="Looking for thresholds…", max_entries=64)
 def suggestions(_scored: holdout.Scored, stamp: tuple, cost_fp: float, cost_fn: float,
                 precision: float | None, recall: float | None) -> dict:
     ws = workspace()
-    return thresholds.suggest_thresholds(ws.settings, ws.con, _scored, cost_fp=cost_fp, cost_fn=cost_fn,
+    return thresholds.suggest_thresholds(ws.settings, _econ(), _scored, cost_fp=cost_fp, cost_fn=cost_fn,
                                          target_precision=precision, target_recall=recall)
 
 
 @st.cache_resource(show_spinner="Computing the slices…", max_entries=32)
 def slices(_scored: holdout.Scored, stamp: tuple, column: str, metric: str, threshold: float | None,
            bins: int) -> slicing.SliceTable:
-    return slicing.slices(workspace().con, _scored, column, metric=metric, threshold=threshold, bins=bins)
+    return slicing.slices(_econ(), _scored, column, metric=metric, threshold=threshold, bins=bins)
 
 
 @st.cache_data(show_spinner="Comparing the groups…", max_entries=32)
 def fairness(_scored: holdout.Scored, stamp: tuple, column: str, threshold: float | None, bins: int) -> dict:
-    return slicing.fairness(workspace().con, _scored, column, threshold=threshold, bins=bins)
+    return slicing.fairness(_econ(), _scored, column, threshold=threshold, bins=bins)
 
 
 def stamp(scored: holdout.Scored) -> tuple:

@@ -11,7 +11,7 @@ import pytest
 from core import catalog as cat
 from core import engine
 from core.errors import QuarryError, QueryError, QueryTimeout
-from core.settings import load_settings
+from core.settings import load_settings, memory_bytes
 from tests.conftest import WEIRD
 
 
@@ -147,3 +147,21 @@ def test_page_bounds(con, catalog, sample, offset, limit):
     cat.register(con, catalog, str(sample))
     with pytest.raises(QueryError, match="page"):
         engine.preview(con, "sample", offset=offset, limit=limit)
+
+
+@pytest.mark.parametrize("text, expected", [("1GB", 10**9), ("512MiB", 512 * 2**20), ("1.5 GiB", int(1.5 * 2**30)),
+                                            ("100kb", 10**5)])
+def test_memory_sizes_in_bytes(text, expected):
+    assert memory_bytes(text) == expected
+
+
+def test_a_memory_cap_lowers_the_limit_but_never_raises_it(settings):
+    def limit(con) -> int:
+        return memory_bytes(con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+    capped = engine.connect(settings, memory_cap="256MB")  # settings: 1GB
+    assert 200 * 10**6 < limit(capped) <= 256 * 10**6
+    uncapped = engine.connect(settings, memory_cap="8GB")
+    assert 0.9 * 10**9 < limit(uncapped) <= 10**9
+    capped.close()
+    uncapped.close()
