@@ -450,7 +450,7 @@ def jobs_table(found: list[jobs.Job]) -> dict:
             "run": [(j.result or {}).get("run_id", "") for j in found], "job": [j.job_id for j in found]}
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
     """Any run.json value as short text for a table cell."""
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4g}"
@@ -465,7 +465,7 @@ def metrics_table(metrics: dict, baselines: dict) -> dict:
     parts = {"model (valid)": (metrics or {}).get("valid") or {}, "model (test)": (metrics or {}).get("test") or {}}
     parts.update({f"{name} baseline": values or {} for name, values in (baselines or {}).items()})
     names = list(dict.fromkeys(k for values in parts.values() for k in values))
-    return {"metric": names, **{head: [_cell(values.get(m)) for m in names] for head, values in parts.items()}}
+    return {"metric": names, **{head: [cell(values.get(m)) for m in names] for head, values in parts.items()}}
 
 
 def run_labels(found: list) -> dict[str, str]:
@@ -499,7 +499,7 @@ def run_setup(run: runs.Run) -> dict:
     try:
         split = SplitConfig(**info["split"]).describe() if info.get("split") else ""
     except (QuarryError, TypeError):
-        split = _cell(info.get("split"))
+        split = cell(info.get("split"))
     excluded = info.get("excluded") or {}
     left_out = ", ".join(list(excluded)[:5]) + (f" and {len(excluded) - 5:,} more" if len(excluded) > 5 else "")
     rows = [("dataset", info.get("dataset")), ("target", info.get("target")), ("task", info.get("task")),
@@ -508,12 +508,12 @@ def run_setup(run: runs.Run) -> dict:
             ("split", split), ("rows", ", ".join(f"{k} {v:,}" for k, v in (info.get("rows") or {}).items())),
             ("device", f"{device.get('used', '')} (asked: {device.get('requested', '')}; {device.get('reason', '')})"),
             ("data path", {"memory": "in memory", "sequence": "Parquet batches (over the memory budget)"}.get(
-                info.get("data_path"), _cell(info.get("data_path")))),
+                info.get("data_path"), cell(info.get("data_path")))),
             ("rounds", f"best iteration {info.get('best_iteration')} of at most {info.get('num_boost_round')}"),
             ("timings", " · ".join(f"{k.removesuffix('_s')} {human_seconds(v)}" for k, v in timings.items()
                                    if isinstance(v, int | float))),
             ("created (UTC)", str(info.get("created_at", ""))[:19].replace("T", " ")), ("run id", run.run_id)]
-    return {"": [k for k, _ in rows], "value": [_cell(v) for _, v in rows]}
+    return {"": [k for k, _ in rows], "value": [cell(v) for _, v in rows]}
 
 
 @dataclass(frozen=True)
@@ -533,7 +533,7 @@ def compare(settings: Settings, ids: list[str]) -> Comparison:
     labels = [f"{r['name']} ({r['run_id'][-6:]})" for r in found["runs"]]
 
     def table(section: dict, first: str) -> dict:
-        return {first: list(section), **{label: [_cell(v[i]) for v in section.values()]
+        return {first: list(section), **{label: [cell(v[i]) for v in section.values()]
                                          for i, label in enumerate(labels)}}
 
     metric_rows = {f"{m} ({part})": values for part in ("valid", "test")
@@ -646,14 +646,14 @@ def trials_table(tuning: dict) -> dict:
         values = [(t.get("params") or {}).get(name) for t in trials]
         numeric = all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values)
         table[name] = [float(f"{v:.4g}") if isinstance(v, float) else v for v in values] if numeric \
-            else [_cell(v) for v in values]
+            else [cell(v) for v in values]
     return table
 
 
 def best_params_table(tuning: dict) -> dict:
     """The best trial's parameters as (parameter, value) rows."""
     best = tuning.get("best_params") or {}
-    return {"parameter": list(best), "value": [_cell(v) if not isinstance(v, float) else f"{v:.6g}"
+    return {"parameter": list(best), "value": [cell(v) if not isinstance(v, float) else f"{v:.6g}"
                                                for v in best.values()]}
 
 
@@ -690,9 +690,9 @@ def cv_table(cv: dict) -> dict:
     mean, std = cv.get("mean") or {}, cv.get("std") or {}
     names = list(mean) or list(dict.fromkeys(k for f in folds for k, v in f.items()
                                              if isinstance(v, int | float) and k != "fold"))
-    table = {"metric": names, "mean": [_cell(mean.get(m)) for m in names], "std": [_cell(std.get(m)) for m in names]}
+    table = {"metric": names, "mean": [cell(mean.get(m)) for m in names], "std": [cell(std.get(m)) for m in names]}
     for i, f in enumerate(folds, start=1):
-        table[f"fold {i}"] = [_cell(f.get(m)) for m in names]
+        table[f"fold {i}"] = [cell(f.get(m)) for m in names]
     return table
 
 

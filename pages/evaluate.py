@@ -55,7 +55,7 @@ if run.task == "binary":
             st.markdown(f"**At threshold {threshold:.4f}** (all {scored.rows:,} test rows)")
             st.dataframe({"measure": ["precision", "recall (TPR)", "F1", "accuracy", "specificity", "FPR",
                                       "predicted positive"],
-                          "value": [ui._cell(at.get(k)) for k in ("precision", "recall", "f1", "accuracy",
+                          "value": [ui.cell(at.get(k)) for k in ("precision", "recall", "f1", "accuracy",
                                                                    "specificity", "fpr", "selection_rate")]},
                          hide_index=True, width="stretch", key="eval_at_threshold")
         st.markdown("**Suggested thresholds**")
@@ -80,8 +80,8 @@ if run.task == "binary":
             if s.get("threshold") is None:
                 row[1].caption(s.get("why", "Not reachable."))
                 continue
-            row[1].caption(f"{s['threshold']:.4f} — precision {ui._cell(s.get('precision'))}, recall "
-                           f"{ui._cell(s.get('recall'))}, F1 {ui._cell(s.get('f1'))}. {s.get('why', '')}")
+            row[1].caption(f"{s['threshold']:.4f} — precision {ui.cell(s.get('precision'))}, recall "
+                           f"{ui.cell(s.get('recall'))}, F1 {ui.cell(s.get('f1'))}. {s.get('why', '')}")
             row[2].button("Use", key=f"eval_use_{name}", on_click=st.session_state.__setitem__,
                           args=(key, round(float(s["threshold"]), 4)))
     with tabs[1]:
@@ -133,7 +133,7 @@ with slice_tab:
         else:
             st.plotly_chart(eval_charts.slices_figure(table), key="eval_slices")
             st.dataframe(table.rows, hide_index=True, width="stretch", key="eval_slices_table")
-            st.caption(f"Worst first. Overall {metric}: {ui._cell(table.overall.get('value'))}; 95 % confidence "
+            st.caption(f"Worst first. Overall {metric}: {ui.cell(table.overall.get('value'))}; 95 % confidence "
                        "intervals" + (f". {table.note}" if table.note else "."))
 
 with fair_tab:
