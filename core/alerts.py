@@ -20,7 +20,7 @@ import duckdb
 
 from core.engine import quote_ident, translate
 from core.errors import QuarryError
-from core.fmt import jsonable
+from core.fmt import jsonable, significant
 from core.profile import ColumnProfile, Profile
 
 WARNING, INFO = "warning", "info"
@@ -108,11 +108,7 @@ def _num(value: object) -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and (abs(value) >= 1e15 or abs(value) < 1e-4):
-        return f"{value:.4g}"
-    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
+    return significant(value)
 
 
 def _value(value: object) -> str:

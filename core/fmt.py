@@ -29,6 +29,15 @@ def jsonable(value: object) -> object:
     return str(value)
 
 
+def significant(value: float) -> str:
+    """A number to 4 significant digits, without exponents for everyday magnitudes: 1,025,000 not 1.025e+06."""
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e15 or abs(value) < 1e-4):
+        return f"{value:.4g}"
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
+
+
 def human_bytes(n: int) -> str:
     """1536 -> '1.5 KB' (powers of 1024)."""
     size = float(n)

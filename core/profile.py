@@ -23,7 +23,7 @@ import numpy as np
 from core import sketch
 from core import value_counts as vc
 from core.engine import quote_ident, translate
-from core.fmt import jsonable
+from core.fmt import jsonable, significant
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 # Up to this many rows, duplicate rows are counted exactly (distinct 64-bit row hashes); above it,
@@ -508,16 +508,9 @@ def _num(value: object) -> float | None:
     return None if value is None else float(value)
 
 
-def _number(value: float) -> str:
-    """4 significant digits, without exponents for everyday magnitudes: 1,025,000 not 1.025e+06."""
-    if value != 0 and (abs(value) >= 1e15 or abs(value) < 1e-4):
-        return f"{value:.4g}"
-    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
-
-
 def short(value: object) -> str:
     """A value for a table cell: numbers to 4 significant digits, text cut at 24 characters."""
-    text = "" if value is None else (_number(value) if isinstance(value, float) else str(value))
+    text = "" if value is None else (significant(value) if isinstance(value, float) else str(value))
     return text if len(text) <= 24 else text[:23] + "…"
 
 
@@ -551,7 +544,7 @@ def column_facts(c: ColumnProfile, exact: bool) -> list[tuple[str, str]]:
         if value is not None:
             facts.append((label, short(value)))
     for k, v in (c.quantiles or {}).items():
-        facts.append((k if k != "p50" else "p50 (median)", f"{approx}{_number(v)}"))
+        facts.append((k if k != "p50" else "p50 (median)", f"{approx}{significant(v)}"))
     for label, value in (("Zeros", c.zeros), ("Negatives", c.negatives), ("NaN", c.nan), ("+Inf", c.pos_inf),
                          ("-Inf", c.neg_inf), ("Empty strings", c.empty)):
         if value:

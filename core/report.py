@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, significant
 from core.profile import ColumnProfile, Profile, column_facts, summary_rows
 
 ACCENT = "#2F6F73"
@@ -143,15 +143,6 @@ def _e(value: object, limit: int = MAX_VALUE) -> str:
     return escape(_clip(value, limit), quote=True)
 
 
-def _number(value: float) -> str:
-    """4 significant digits, without exponents for everyday magnitudes."""
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and (abs(value) >= 1e15 or abs(value) < 1e-4):
-        return f"{value:.4g}"
-    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
-
-
 def _px(x: float) -> str:
     """A coordinate with one decimal at most: '12', '12.5'."""
     return f"{x:.1f}".rstrip("0").rstrip(".")
@@ -250,18 +241,20 @@ def histogram_svg(col: ColumnProfile) -> str | None:
         return None
     pairs = list(zip(h.edges[:-1], h.edges[1:], strict=True))
     unit = all(b - a == 1 and (a + 0.5).is_integer() for a, b in pairs)  # one whole number per bin
-    bars = [(n, f"{_number(a + 0.5)}: {n:,} rows" if unit else f"{_number(a)} to {_number(b)}: {n:,} rows")
+    bars = [(n, f"{significant(a + 0.5)}: {n:,} rows" if unit else f"{significant(a)} to {significant(b)}: {n:,} rows")
             for (a, b), n in zip(pairs, h.counts, strict=True)]
     if unit:
-        ticks = [(0.5 / len(pairs), _number(h.edges[0] + 0.5)), (1 - 0.5 / len(pairs), _number(h.edges[-1] - 0.5))]
+        ticks = [(0.5 / len(pairs), significant(h.edges[0] + 0.5)),
+                 (1 - 0.5 / len(pairs), significant(h.edges[-1] - 0.5))]
         ticks = ticks[:1] if len(pairs) == 1 else ticks
     else:
-        ticks = [(0, _number(h.edges[0])), (0.5, _number(h.edges[len(h.edges) // 2])), (1, _number(h.edges[-1]))]
+        ticks = [(0, significant(h.edges[0])), (0.5, significant(h.edges[len(h.edges) // 2])),
+                 (1, significant(h.edges[-1]))]
     outside = []
     if h.below:
-        outside.append(f"{h.below:,} below {_number(h.edges[0])}")
+        outside.append(f"{h.below:,} below {significant(h.edges[0])}")
     if h.above:
-        outside.append(f"{h.above:,} above {_number(h.edges[-1])}")
+        outside.append(f"{h.above:,} above {significant(h.edges[-1])}")
     caption = "Distribution (rows per bin)" + (f"; not shown: {', '.join(outside)}" if outside else "")
     return _figure(_vbars(bars, ticks, f"Distribution of {col.name}"), escape(caption))
 
