@@ -130,6 +130,15 @@ def active_dataset(ws: Workspace) -> str | None:
     return name if name in names else None
 
 
+def active_dataset_or_stop(ws: Workspace) -> str:
+    """The active dataset; without one, say how to register one and stop the page."""
+    name = active_dataset(ws)
+    if name is None:
+        st.info("No dataset yet: register one on the Data page first.", icon=":material/info:")
+        st.stop()
+    return name
+
+
 def set_active_dataset(name: str) -> None:
     """Make `name` the active dataset; the sidebar picker takes it up on the next run (call st.rerun())."""
     st.session_state[DATASET_KEY] = name
@@ -711,6 +720,22 @@ def cv_summary(cv: dict) -> str:
 # Evaluate and Explain: a picked run, its scored test split, evaluation and SHAP sample (all cached on disk too)
 
 
+def run_from_url(key: str, labels: dict[str, str]) -> None:
+    """A link such as ``?run=ID`` picks that run in the run picker `key`, once (later picks are the user's).
+    Call before the picker is drawn."""
+    wanted = st.query_params.get("run")
+    if wanted in labels and st.session_state.get(f"{key}_from_url") != wanted:
+        st.session_state[key] = wanted
+        st.session_state[f"{key}_from_url"] = wanted
+
+
+def run_to_url(key: str, picked: str) -> None:
+    """Keep the run picked in picker `key` in the URL, so the page's link opens it again."""
+    if st.query_params.get("run") != picked:
+        st.query_params["run"] = picked
+        st.session_state[f"{key}_from_url"] = picked
+
+
 def pick_run(key: str) -> runs.Run | None:
     """A run picker (``?run=ID`` picks that run, once, and follows the pick); None, with a message, when there
     are no runs. Shared by the Evaluate and Explain pages."""
@@ -725,15 +750,10 @@ def pick_run(key: str) -> runs.Run | None:
         st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
         return None
     labels = run_labels(saved)
-    wanted = st.query_params.get("run")
-    if wanted in labels and st.session_state.get(f"{key}_from_url") != wanted:
-        st.session_state[key] = wanted
-        st.session_state[f"{key}_from_url"] = wanted
+    run_from_url(key, labels)
     picked = st.selectbox("Run", list(labels), format_func=labels.get, key=key,
                           help="A saved run: its model is scored on its own test split.")
-    if st.query_params.get("run") != picked:
-        st.query_params["run"] = picked
-        st.session_state[f"{key}_from_url"] = picked
+    run_to_url(key, picked)
     try:
         return runs.load_run(settings, picked)
     except QuarryError as exc:

@@ -10,10 +10,7 @@ ui.page_guard()
 
 st.title("Features")
 ws = ui.workspace()
-name = ui.active_dataset(ws)
-if name is None:
-    st.info("No dataset yet: register one on the Data page first.", icon=":material/info:")
-    st.stop()
+name = ui.active_dataset_or_stop(ws)
 
 steps: list[dict] = st.session_state.setdefault("features_steps", [])
 kinds = R.kinds()

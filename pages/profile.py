@@ -14,10 +14,7 @@ PAGE = 25
 
 st.title("Profile")
 ws = ui.workspace()
-name = ui.active_dataset(ws)
-if name is None:
-    st.info("No dataset yet: register one on the Data page first.", icon=":material/info:")
-    st.stop()
+name = ui.active_dataset_or_stop(ws)
 
 info = ui.describe(name, ws.version())
 st.markdown(f"**{name}** · {info.rows:,} rows × {len(info.columns):,} columns")

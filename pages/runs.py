@@ -44,19 +44,14 @@ if not labels:
     st.stop()
 
 # A link such as /runs?run=ID (from the Train page) picks that run, once.
-wanted = st.query_params.get("run")
-if wanted in labels and st.session_state.get("runs_from_url") != wanted:
-    st.session_state["runs_pick"] = wanted
-    st.session_state["runs_from_url"] = wanted
+ui.run_from_url("runs_pick", labels)
 if st.session_state.get("runs_pick") not in labels:  # deleted, or hidden by a filter
     st.session_state.pop("runs_pick", None)
 
 detail, compare_tab = st.tabs(["Run", "Compare"])
 with detail:
     picked = st.selectbox("Run", list(labels), format_func=labels.get, key="runs_pick")
-    if st.query_params.get("run") != picked:
-        st.query_params["run"] = picked
-        st.session_state["runs_from_url"] = picked
+    ui.run_to_url("runs_pick", picked)
     try:
         run = runs.load_run(settings, picked)
     except QuarryError as exc:

@@ -25,10 +25,7 @@ if not saved:
     st.stop()
 
 labels = ui.run_labels(saved)
-wanted = st.query_params.get("run")  # /score?run=ID picks that run, once
-if wanted in labels and st.session_state.get("score_from_url") != wanted:
-    st.session_state["score_run"] = wanted
-    st.session_state["score_from_url"] = wanted
+ui.run_from_url("score_run", labels)  # /score?run=ID picks that run, once
 active = ui.active_dataset(ws)
 run_col, data_col = st.columns(2)
 run_id = run_col.selectbox("Run", list(labels), format_func=labels.get, key="score_run",
