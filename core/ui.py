@@ -795,7 +795,8 @@ def run_and_test_split(key: str) -> tuple[runs.Run, holdout.Scored]:
         st.stop()
 
 
-def _stamp(scored: holdout.Scored) -> tuple:
+def stamp(scored: holdout.Scored) -> tuple:
+    """Identity of a scored test split file (path, size, modification time), part of the cache keys below."""
     st_ = scored.path.stat()
     return str(scored.path), st_.st_size, st_.st_mtime_ns
 
@@ -812,7 +813,7 @@ def _econ() -> duckdb.DuckDBPyConnection:
 
 def evaluation(scored: holdout.Scored) -> evaluate.Evaluation:
     """The run's evaluation (computed once per scored file, kept in the workspace)."""
-    return _evaluation(scored, _stamp(scored))
+    return _evaluation(scored, stamp(scored))
 
 
 @st.cache_resource(show_spinner="Evaluating the test split…", max_entries=8)
@@ -845,11 +846,6 @@ def fairness(_scored: holdout.Scored, stamp: tuple, column: str, threshold: floa
     return slicing.fairness(_econ(), _scored, column, threshold=threshold, bins=bins)
 
 
-def stamp(scored: holdout.Scored) -> tuple:
-    """Identity of a scored test split file, part of the cache keys above."""
-    return _stamp(scored)
-
-
 def shap_sample(run: runs.Run, scored: holdout.Scored, n: int, seed: int,
                 progress: Callable[[int, int], None] | None = None) -> explain.ShapSample:
     """The SHAP sample: computed (with progress) and kept in the workspace the first time, then read from there
@@ -857,7 +853,7 @@ def shap_sample(run: runs.Run, scored: holdout.Scored, n: int, seed: int,
     ws = workspace()
     if not explain.is_cached(ws.settings, run, scored, n, seed=seed):
         return explain.shap_sample(ws.settings, ws.con, run, scored, n, seed=seed, progress=progress)
-    return _kept_shap(run, scored, _stamp(scored), n, seed)
+    return _kept_shap(run, scored, stamp(scored), n, seed)
 
 
 @st.cache_resource(show_spinner="Reading the kept SHAP values…", max_entries=4)

@@ -50,14 +50,15 @@ if run.task == "multiclass":
     class_index = st.selectbox("Class to explain", range(len(run.classes)), format_func=lambda k: str(run.classes[k]),
                                key="expl_class", help="SHAP values and partial dependence of this class's score.")
 features = list(run.features)
-ranked = [f for f, _ in explain.global_importance(sample, class_index)]
+importance = explain.global_importance(sample, class_index)
+ranked = [f for f, _ in importance]
 links = lineage.recipe_links(run, ws.con)
 glob, dep, pdp, local = st.tabs(["Global", "Dependence", "Partial dependence", "Local & what-if"],
                                  key="expl_tabs")  # keyed: the open tab survives reruns
 
 with glob:
     bar_col, swarm_col = st.columns([2, 3], gap="large")
-    bar_col.plotly_chart(explain_charts.importance_figure(explain.global_importance(sample, class_index)),
+    bar_col.plotly_chart(explain_charts.importance_figure(importance),
                          key="expl_importance")
     swarm_col.plotly_chart(explain_charts.beeswarm_figure(sample, class_index=class_index), key="expl_beeswarm")
     if links:
