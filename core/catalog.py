@@ -317,6 +317,16 @@ def describe(con: duckdb.DuckDBPyConnection, dataset: Dataset, settings: Setting
     return DatasetInfo(dataset, rows, cols, len(files), size, hive_partitions(files) if dataset.hive else ())
 
 
+def new_dataset_path(catalog: Catalog, name: str, error: type[QuarryError] = QuarryError) -> Path:
+    """Where Quarry writes a dataset it will register as `name` (``<workspace>/datasets/NAME.parquet``), once
+    the name is checked and free; a taken name raises `error` (the SQL page's callers expect QueryError)."""
+    check_name(name)
+    if name in catalog.names():
+        raise error(f"A dataset named {name!r} already exists.", "Pick another name, or remove that one.")
+    catalog.settings.datasets_dir.mkdir(parents=True, exist_ok=True)
+    return catalog.settings.datasets_dir / f"{name}.parquet"
+
+
 def register_written(con: duckdb.DuckDBPyConnection, catalog: Catalog, path: Path, name: str | None) -> Dataset:
     """Register a file Quarry has just written (an upload, a saved result); if that fails, the file goes too."""
     try:

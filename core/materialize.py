@@ -16,7 +16,7 @@ import duckdb
 from core import engine
 from core import recipe as R
 from core.atomic import atomic_path
-from core.catalog import Catalog, Dataset, check_name, register_written, sync_views
+from core.catalog import Catalog, Dataset, new_dataset_path, register_written, sync_views
 from core.engine import quote_literal
 from core.errors import QuarryError
 from core.settings import Settings
@@ -113,10 +113,6 @@ def _stream(con: duckdb.DuckDBPyConnection, compiled: R.Compiled, tmp: Path,
 def save_as_dataset(settings: Settings, con: duckdb.DuckDBPyConnection, catalog: Catalog, recipe: R.Recipe,
                     dataset: str, name: str, *, progress: Callable[[float], None] | None = None) -> Dataset:
     """Apply the recipe to `dataset`, write the result to the workspace and register it as `name`."""
-    check_name(name)
-    if name in catalog.names():
-        raise QuarryError(f"A dataset named {name!r} already exists.", "Pick another name, or remove that one.")
-    settings.datasets_dir.mkdir(parents=True, exist_ok=True)
-    final = settings.datasets_dir / f"{name}.parquet"
+    final = new_dataset_path(catalog, name)
     apply_to_file(settings, catalog, recipe, dataset, final, progress=progress)
     return register_written(con, catalog, final, name)

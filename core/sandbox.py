@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from core.catalog import Catalog, Dataset, check_name, register_written
+from core.catalog import Catalog, Dataset, new_dataset_path, register_written
 from core.engine import Page, check_page_args, count_rows, translate, with_time_limit
 from core.errors import QueryError, QueryRefused
 from core.settings import Settings
@@ -182,12 +182,8 @@ def save_as_dataset(con: duckdb.DuckDBPyConnection, catalog: Catalog, sql: str, 
     workspace; it is renamed into place and registered only when complete.
     """
     query = check_select(sql)
-    check_name(name)
-    if name in catalog.names():
-        raise QueryError(f"A dataset named {name!r} already exists.", "Pick another name.")
+    final = new_dataset_path(catalog, name, QueryError)
     settings = catalog.settings
-    settings.datasets_dir.mkdir(parents=True, exist_ok=True)
-    final = settings.datasets_dir / f"{name}.parquet"
     tmp = settings.datasets_dir / f".{name}.parquet.tmp"
     try:
         with_time_limit(con, settings.sql_time_limit_s, "The query",

@@ -564,12 +564,8 @@ def score_to_dataset(run_id: str, dataset: str, keep: tuple[str, ...], out_name:
                      progress: Callable[[int, int], None]) -> tuple[score.ScoreResult, cat.Dataset]:
     """Score every row of `dataset` with the run into the workspace (datasets/NAME.parquet) and register it."""
     ws = workspace()
-    cat.check_name(out_name)
-    if out_name in ws.catalog.names():
-        raise QuarryError(f"A dataset named {out_name!r} already exists.", "Pick another output name.")
+    path = cat.new_dataset_path(ws.catalog, out_name)
     run = check_scoring(run_id, dataset, keep)  # before anything is written
-    ws.settings.datasets_dir.mkdir(parents=True, exist_ok=True)
-    path = ws.settings.datasets_dir / f"{out_name}.parquet"
     result = score.score(ws.settings, ws.con, run, dataset, path, keep=keep, progress=progress)
     return result, cat.register_written(ws.con, ws.catalog, path, out_name)
 
