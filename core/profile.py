@@ -19,8 +19,10 @@ from datetime import timedelta
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from core import sketch
+from core import bitset, sketch
 from core import value_counts as vc
 from core.engine import quote_ident, translate
 from core.fmt import jsonable, significant
@@ -35,6 +37,9 @@ DUPLICATES_PARTITIONS = 16
 BATCH_COLUMNS = 32
 TOP_K = 10
 BINS = 30
+# An integer column with repeats whose values span at most this many is counted by value in a query of its
+# own (in DuckDB's perfect hash table up to 2**engine.PERFECT_HASH_BITS values); at most this many pairs come back.
+WIDE_RANGE = 1 << 22
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT", "UHUGEINT"}
@@ -251,9 +256,14 @@ def _aggregate(cur: duckdb.DuckDBPyConnection, src: str, exprs: list[tuple[str, 
     return dict(zip(rel.columns, rel.fetchall()[0], strict=True))
 
 
-APPROX_NOTE = ("Columns with few values are counted exactly; for the others, distinct counts are approximate "
-               "(HyperLogLog) and quantiles come from a logarithmic sketch (within 1 % of the value at that rank), "
-               "their histograms laid over it.")
+APPROX_NOTE = ("Columns with few values, integers in a narrow range and integer IDs are counted exactly; for the "
+               "others, distinct counts are approximate (HyperLogLog) and quantiles come from a logarithmic sketch "
+               "(within 1 % of the value at that rank), their histograms laid over it.")
+EXACT_NOTE = "Exact mode: distinct counts, quantiles and duplicate rows are exact."
+
+
+def _exactness(exact: bool) -> str:
+    return EXACT_NOTE if exact else APPROX_NOTE
 
 
 def _no_repeats(cur: duckdb.DuckDBPyConnection, src: str, col: str, total: int) -> bool:
@@ -278,8 +288,7 @@ def _duplicates(cur: duckdb.DuckDBPyConnection, src: str, cols_all: str, total: 
         return total, 0, APPROX_NOTE + f" No duplicate rows: no two rows share a value of {unique}{part}."
     if exact:
         head = _aggregate(cur, src, [("rows", "count(*)"), ("distinct_rows", f"count(DISTINCT ({cols_all},))")])
-        return int(head["rows"]), int(head["rows"]) - int(head["distinct_rows"] or 0), \
-            "Exact mode: distinct counts, quantiles and duplicate rows are exact."
+        return int(head["rows"]), int(head["rows"]) - int(head["distinct_rows"] or 0), EXACT_NOTE
     if total <= DUPLICATES_HASH_MAX_ROWS:
         head = _aggregate(cur, src, [("rows", "count(*)"), ("distinct_rows", f"count(DISTINCT hash({cols_all}))")])
         return int(head["rows"]), int(head["rows"]) - int(head["distinct_rows"] or 0), \
@@ -306,12 +315,19 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
                   progress: Progress | None = None) -> Profile:
     """Profile every column of a registered dataset over its full data.
 
-    Columns with few distinct values (guessed from the first rows) are profiled exactly from their
-    value counts, all of them in one query (core.value_counts). The others take two
-    aggregate scans: counts, extremes, moments, quantiles, distinct count and top-value candidates;
-    then histograms, time buckets and the exact counts of the candidates. Every query handles at
-    most ``BATCH_COLUMNS`` columns and reads only those from Parquet, so a wide table costs no more
-    I/O and the aggregate state (and memory) stays bounded however many columns there are.
+    A probe of the first rows and the files' metadata sort the columns into four paths, each exact
+    where it can be and each reading a column once:
+
+    - few distinct values: counted by value, all such columns in one query (core.value_counts);
+    - integers with repeats in a narrow range (up to ``WIDE_RANGE`` values): counted by value, one
+      query each, in DuckDB's perfect hash table;
+    - integers with one value per row (IDs) in a range ``core.bitset`` covers: one bitmap each;
+    - the rest: aggregate scans (counts, extremes, moments, distinct, a quantile sketch), then an
+      exact grouped count of their top values.
+
+    Every query handles at most ``BATCH_COLUMNS`` columns and reads only those from Parquet, so a wide
+    table costs no more I/O and the aggregate state (and memory) stays bounded however many columns
+    there are.
 
     Parameters
     ----------
@@ -331,13 +347,11 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
         schema = [(n, t) for n, t, *_ in cur.execute(f"DESCRIBE {quote_ident(table)}").fetchall()]
         kinds = [column_kind(t) for _, t in schema]
         src = quote_ident(table)
-        total = int(cur.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])  # Parquet metadata: cheap
-        cols_all = ", ".join(quote_ident(n) for n, _ in schema)
-        by_value, unique = _plan(cur, src, schema, kinds)
-        ids = sorted(unique, key=lambda i: (kinds[i] != "integer", i))  # integers hash fastest
-        rows, duplicates, note = _duplicates(cur, src, cols_all, total, exact, schema[ids[0]][0] if ids else None)
-        general = [i for i in range(len(schema)) if i not in by_value]
-        steps, done = len(by_value) + (2 if exact else 1) * len(general), 0
+        rows = int(cur.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])  # Parquet metadata: cheap
+        plan = _plan(cur, src, schema, kinds)
+        general = [i for i in range(len(schema)) if i not in plan.by_value | plan.wide | set(plan.dense)]
+        per_general = 2 if exact else 1
+        steps, done = len(schema) + (per_general - 1) * len(general), 0
 
         def report(n: int) -> None:
             nonlocal done
@@ -345,24 +359,47 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
             if progress:
                 progress(done, steps, tuple(ready[i] for i in sorted(ready)))
 
-        for batch in _batches(sorted(by_value)):
-            counted, over = vc.count_values(cur, src, [schema[i][0] for i in batch])
-            while over:  # the first rows misled: those columns take the general path
-                moved = {batch[j] for j in over}
-                general = sorted(set(general) | moved)
+        def from_counts(batch: list[int], max_values: int) -> list[int]:
+            """Profile `batch` by value; the columns that held too many values are returned."""
+            moved: list[int] = []
+            while batch:
+                counted, over = vc.count_values(cur, src, [schema[i][0] for i in batch], max_values)
+                if not over:
+                    break
+                moved += [batch[j] for j in over]  # the first rows misled: those take the general path
                 batch = [i for i in batch if i not in moved]
-                steps += len(moved) * (1 if exact else 0)
-                counted, over = vc.count_values(cur, src, [schema[i][0] for i in batch])
             for j, i in enumerate(batch):
                 ready[i] = _column_from_counts(schema[i][0], schema[i][1], kinds[i], rows, *counted[j])
             report(len(batch))
+            return moved
+
+        for batch in _batches(sorted(plan.by_value)):
+            general += from_counts(batch, vc.MAX_VALUES)
+        for i in sorted(plan.wide):  # a range of at most WIDE_RANGE values bounds what comes back
+            general += from_counts([i], WIDE_RANGE)
+        without_repeats = []
+        for batch in _batches(sorted(plan.dense)):
+            bitmaps = _aggregate(cur, src, [e for i in batch for e in (
+                (f"c{i}_count", f"count({quote_ident(schema[i][0])})"),
+                (f"c{i}_bits", bitset.aggregate_sql(schema[i][0], *plan.dense[i])))])
+            for i in batch:
+                bits = bitset.Bitmap(bitmaps[f"c{i}_bits"], *plan.dense[i])
+                if bits.count < bitmaps[f"c{i}_count"]:  # a value repeats after all
+                    general.append(i)
+                    continue
+                ready[i] = _column_from_bitmap(schema[i][0], schema[i][1], rows, bits)
+                if bits.count == rows:
+                    without_repeats.append(schema[i][0])
+            report(len(batch) - sum(i in general for i in batch))
+        general = sorted(set(general))
+        steps = len(schema) + (per_general - 1) * len(general)
         s1: dict = {}
         for batch in _batches(general):  # counts, extremes, moments, distinct; sketches or exact quantiles
             s1.update(_aggregate(cur, src, [e for i in batch for e in _scan1_exprs(i, schema[i][0], kinds[i], exact)]))
             for i in batch:
                 # A column that looked unique per row gets top values only if the full count says otherwise.
                 if kinds[i] in TOP_KINDS and s1[f"c{i}_count"] and (
-                        i not in unique or (s1[f"c{i}_distinct"] or 0) < vc.UNIQUE_SHARE * s1[f"c{i}_count"]):
+                        i not in plan.unique or (s1[f"c{i}_distinct"] or 0) < vc.UNIQUE_SHARE * s1[f"c{i}_count"]):
                     s1[f"c{i}_top"] = _top_values(cur, src, schema[i][0], kinds[i])
                 if not exact:
                     ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, {}, None)
@@ -373,6 +410,13 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
             for i in batch:
                 ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, s2, plans.get(i))
             report(len(batch))
+        if without_repeats:
+            duplicates, note = 0, _exactness(exact) + (f" No duplicate rows: every row has a value of "
+                                                       f"{without_repeats[0]} of its own.")
+        else:
+            ids = sorted((i for i in plan.unique if i not in plan.dense), key=lambda i: (kinds[i] != "integer", i))
+            cols_all = ", ".join(quote_ident(n) for n, _ in schema)
+            rows, duplicates, note = _duplicates(cur, src, cols_all, rows, exact, schema[ids[0]][0] if ids else None)
     except duckdb.Error as exc:
         raise translate(exc, f"Profiling {table!r}") from None
     finally:
@@ -383,9 +427,18 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
                    duplicate_rows=duplicates, exact=exact, seconds=time.perf_counter() - started, notes=(note,))
 
 
-def _plan(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]],
-          kinds: list[str]) -> tuple[set[int], set[int]]:
-    """(columns to count by value, columns that look unique per row), from a probe of the first rows.
+@dataclass(frozen=True)
+class Plan:
+    """Which path each column takes (positions in the schema); the rest take the general aggregates."""
+
+    by_value: set[int]  # few values: counted by value, together
+    wide: set[int]  # integers with repeats in a narrow range: counted by value, one query each
+    dense: dict[int, tuple[int, int]]  # integers that look unique, with their extremes: one bitmap each
+    unique: set[int]  # columns that look unique per row (dense ones included)
+
+
+def _plan(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]], kinds: list[str]) -> Plan:
+    """Each column's path, from a probe of the first rows and the extremes in the files' metadata.
 
     Booleans are always counted by value; numbers and text when the probe finds few values.
     """
@@ -399,10 +452,32 @@ def _plan(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]
                 by_value.add(i)
             elif vc.looks_unique(d, probed):
                 unique.add(i)
-    return by_value, unique
+    integers = [i for i, k in enumerate(kinds) if k == "integer" and i not in by_value]
+    bounds = bitset.metadata_bounds(cur, src, [schema[i][0] for i in integers])
+    ranged = {i: bounds[schema[i][0]] for i in integers if schema[i][0] in bounds}
+    dense = {i: (lo, hi) for i, (lo, hi) in ranged.items() if i in unique and bitset.fits(lo, hi)}
+    wide = {i for i, (lo, hi) in ranged.items() if i not in unique and hi - lo < WIDE_RANGE}
+    return Plan(by_value=by_value, wide=wide, dense=dense, unique=unique)
 
 
-def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values: list,
+def _column_from_bitmap(name: str, duck_type: str, rows: int, bits: bitset.Bitmap) -> ColumnProfile:
+    """An integer column's profile from the bitmap of its values, each occurring once: every figure exact."""
+    stats = bits.stats(QUANTILES)
+    qs = stats.pop("quantiles")
+    fields: dict = {**stats, "quantiles": {f"p{round(p * 100)}": v for p, v in zip(QUANTILES, qs, strict=True)}
+                    if qs else None}
+    if qs:
+        lo, hi, start, width, n = histogram_plan("integer", qs, stats["min"], stats["max"])
+        counts, below, above = bits.histogram(lo, hi, start, width, n)
+        fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)), counts=tuple(counts),
+                                        below=below, above=above)
+    count = fields.pop("count")
+    missing = rows - count
+    return ColumnProfile(name=name, type=duck_type, kind="integer", count=count, missing=missing,
+                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+
+
+def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values: pa.Array,
                         counts: np.ndarray) -> ColumnProfile:
     """A column's profile from the count of each of its values (core.value_counts): every figure exact."""
     fields: dict = {}
@@ -422,9 +497,10 @@ def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values:
     elif kind == "string":
         fields.update(vc.string_stats(values, counts))
     else:  # boolean
-        present = [v for v in values if v is not None]
-        fields.update(count=int(sum(c for v, c in zip(values, counts.tolist(), strict=True) if v is not None)),
-                      distinct=len(present), min=min(present, default=None), max=max(present, default=None))
+        present, w = vc.present(values, counts)
+        extremes = pc.min_max(present)
+        fields.update(count=int(w.sum()), distinct=len(present), min=extremes["min"].as_py(),
+                      max=extremes["max"].as_py())
     count = fields.pop("count")
     if kind != "float":
         top = vc.top_values(values, counts, TOP_K)

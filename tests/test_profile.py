@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core import bitset, value_counts
 from core import catalog as cat
 from core import profile as prof
-from core import value_counts
 from core.profile import Profile, profile_table
 from tests.conftest import WEIRD, write_parquet
 
@@ -60,15 +60,25 @@ def mixed_table(rows: int = N) -> pa.Table:
     })
 
 
-@pytest.fixture(autouse=True, params=["by value", "by aggregates"])
+@pytest.fixture(autouse=True, params=["by value", "by aggregates", "by range"])
 def path(request, monkeypatch) -> str:
-    """Run every test twice: every column counted by value (forced here; by default, columns with few values),
-    and the aggregate path every column takes when it has many values (forced by a zero probe threshold)."""
-    if request.param == "by aggregates":
-        monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
-    else:
+    """Run every test three ways: every column counted by value (forced here; by default, columns with few
+    values); the aggregate path every column takes when it has many values (forced by a zero probe
+    threshold, with the integer ranges' paths turned off); and integers with many values profiled by their
+    range (counted by value in a narrow range with repeats, from a bitmap when unique), the rest by aggregates."""
+    if request.param == "by value":
         monkeypatch.setattr(value_counts, "PROBE_MAX_SHARE", math.inf)
+    else:
+        monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
+    if request.param == "by aggregates":
+        no_ranges(monkeypatch)
     return request.param
+
+
+def no_ranges(monkeypatch) -> None:
+    """Integer columns with many values take the general aggregates, whatever their range."""
+    monkeypatch.setattr(prof, "WIDE_RANGE", 0)
+    monkeypatch.setattr(bitset, "MAX_RANGE", 0)
 
 
 MIXED = mixed_table()
@@ -469,7 +479,8 @@ def test_duplicate_rows_estimated_above_the_hash_limit(con, catalog, root, monke
     monkeypatch.setattr(prof, "DUPLICATES_HASH_MAX_ROWS", 0)  # take the partition branch on small data
     t = pa.table({"k": np.arange(20_000) % distinct, "s": [f"r{k % distinct}" for k in range(20_000)]})
     p = _profile(con, catalog, root, t, exact=False)
-    assert any("estimated" in n or "no two rows share a value of k" in n for n in p.notes)
+    assert any("estimated" in n or "no two rows share a value of k" in n or "a value of k of its own" in n
+               for n in p.notes)
     # One partition in 16 holds ~1,250 rows; copies travel together, so "none" is exactly 0 and the
     # estimate's error is the sampling error of ~1/16 of the groups.
     assert abs(p.duplicate_rows - expected) <= 0.25 * expected
@@ -486,11 +497,56 @@ def test_a_column_without_repeats_proves_there_are_no_duplicates(con, catalog, r
     assert p.duplicate_rows == 0
     if path == "by aggregates":  # the probe saw 'id' unique: one cheap count instead of hashing every row
         assert any("no two rows share a value of id" in note for note in p.notes)
+    if path == "by range":  # its bitmap holds a bit per row: every row has an id of its own
+        assert any("every row has a value of id of its own" in note for note in p.notes)
     monkeypatch.setattr(value_counts, "PROBE_ROWS", 1_000)  # the first 1,000 ids look unique; 200 repeat later
     late = pa.table({"id": np.concatenate([np.arange(n), np.arange(200)]), "v": np.zeros(n + 200, dtype=np.int64)})
     q = _profile(con, catalog, root, late, exact=False, name="late")
     assert q.duplicate_rows == pytest.approx(200, abs=60 if limit == 0 else 0)
-    assert not any("no two rows share" in note for note in q.notes)
+    assert not any("no two rows share" in note or "of its own" in note for note in q.notes)
+    if path == "by range":  # the bitmap counted fewer values than rows: 'id' went on to the general aggregates
+        assert q.column("id").distinct == pytest.approx(n, rel=0.05) and q.column("id").top[0][1] == 2
+
+
+def test_an_id_column_is_profiled_exactly_from_its_bitmap(con, catalog, root, monkeypatch):
+    """Unique integers with gaps, negatives, zero and missing values: every figure equals NumPy's."""
+    monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
+    monkeypatch.setattr(bitset, "MAX_RANGE", 1 << 26)
+    rng = np.random.default_rng(11)
+    ids = rng.choice(np.arange(-50_000, 250_000), size=20_000, replace=False)
+    ids[:2] = [0, -50_000]
+    table = pa.table({"id": pa.array(_nulls(ids.tolist(), 97), pa.int32()), "v": np.arange(20_000) % 3})
+    for exact in (False, True):
+        p = _profile(con, catalog, root, table, exact=exact, name="ids")
+        col, x = p.column("id"), ids[[i % 97 != 96 for i in range(len(ids))]].astype(np.float64)
+        assert (col.count, col.distinct, col.missing) == (len(x), len(x), len(ids) - len(x))
+        assert (col.min, col.max, col.zeros, col.negatives) == (int(x.min()), int(x.max()), 1, int((x < 0).sum()))
+        assert isinstance(col.min, int) and isinstance(col.max, int)
+        assert col.mean == pytest.approx(x.mean(), rel=1e-12) and col.std == pytest.approx(x.std(ddof=1), rel=1e-12)
+        assert list(col.quantiles.values()) == pytest.approx(np.quantile(x, prof.QUANTILES).tolist(), rel=1e-12)
+        _check_histogram(col, x)
+        h = col.histogram
+        inside = x[(x >= h.edges[0]) & (x <= h.edges[-1])]
+        want = [int((x < h.edges[0]).sum()), *np.histogram(inside, bins=np.array(h.edges))[0].tolist(),
+                int((x > h.edges[-1]).sum())]
+        assert [h.below, *h.counts, h.above] == want
+        # Rows without an id can repeat: no proof from the bitmap, the rows themselves are compared.
+        assert col.top == () and p.duplicate_rows == len(table) - pl.from_arrow(table).unique().height > 0
+        assert not any("of its own" in note for note in p.notes)
+
+
+def test_an_id_column_outside_a_bitmap_or_without_metadata_takes_the_aggregates(con, catalog, root, monkeypatch):
+    monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
+    monkeypatch.setattr(bitset, "MAX_RANGE", 1 << 26)
+    ids = np.arange(5_000) * 100_000  # a range of 5e8 values: wider than a bitmap covers
+    p = _profile(con, catalog, root, pa.table({"id": ids}), exact=False, name="wide")
+    assert not any("of its own" in note for note in p.notes) and p.duplicate_rows == 0
+    csv = root / "ids.csv"
+    csv.write_text("id\n" + "\n".join(str(i) for i in range(5_000)) + "\n")
+    cat.register(con, catalog, str(csv), name="csv_ids", replace=True)
+    q = profile_table(con, "csv_ids")
+    assert q.column("id").distinct == pytest.approx(5_000, rel=0.05)
+    assert not any("of its own" in note for note in q.notes)  # a CSV has no metadata: no free extremes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -663,6 +719,7 @@ def test_modes_agree_on_everything_but_the_approximations(con, catalog, root, mi
 
 def test_a_column_the_probe_misjudged_is_profiled_by_aggregates(con, catalog, root, monkeypatch):
     monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
+    no_ranges(monkeypatch)
     by_aggregates = _profile(con, catalog, root, MIXED, name="aggregates")
     # The first 8 rows look like few values; counting finds more than MAX_VALUES and falls back.
     monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", 5_000)
