@@ -454,7 +454,8 @@ def _plan(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]
             elif vc.looks_unique(d, probed):
                 unique.add(i)
     integers = [i for i, k in enumerate(kinds) if k == "integer" and i not in by_value]
-    bounds = bitset.metadata_bounds(cur, src, [schema[i][0] for i in integers])
+    bounds = {n: b for batch in _batches(integers)
+              for n, b in bitset.metadata_bounds(cur, src, [schema[i][0] for i in batch]).items()}
     ranged = {i: bounds[schema[i][0]] for i in integers if schema[i][0] in bounds}
     dense = {i: (lo, hi) for i, (lo, hi) in ranged.items() if i in unique and bitset.fits(lo, hi)}
     wide = {i for i, (lo, hi) in ranged.items() if i not in unique and hi - lo < WIDE_RANGE}

@@ -535,6 +535,20 @@ def test_an_id_column_is_profiled_exactly_from_its_bitmap(con, catalog, root, mo
         assert not any("of its own" in note for note in p.notes)
 
 
+def test_a_narrow_integer_range_with_repeats_is_counted_exactly_without_exact_mode(con, catalog, root, path):
+    """Many values (no 'few values' path here) in a range of 30,000: counted by value all the same."""
+    x = np.random.default_rng(4).integers(10_000, 40_000, 60_000)
+    col = _profile(con, catalog, root, pa.table({"k": x}), exact=False, name="narrow").column("k")
+    if path == "by aggregates":  # the range paths turned off: a HyperLogLog estimate
+        assert col.distinct == pytest.approx(len(np.unique(x)), rel=0.05)
+        return
+    values, counts = np.unique(x, return_counts=True)
+    assert col.distinct == len(values)
+    assert list(col.quantiles.values()) == pytest.approx(np.quantile(x, prof.QUANTILES).tolist(), rel=1e-12)
+    order = sorted(zip(values.tolist(), counts.tolist(), strict=True), key=lambda vc: (-vc[1], str(vc[0])))
+    assert list(col.top) == order[:prof.TOP_K]
+
+
 def test_an_id_column_outside_a_bitmap_or_without_metadata_takes_the_aggregates(con, catalog, root, monkeypatch):
     monkeypatch.setattr(value_counts, "PROBE_MAX_DISTINCT", -1)
     monkeypatch.setattr(bitset, "MAX_RANGE", 1 << 26)
