@@ -116,6 +116,7 @@ class ColumnProfile:
     other: int = 0
     histogram: Histogram | None = None
     over_time: TimeCounts | None = None
+    exact: bool = False  # every figure counted exactly (value counts, a bitmap, two counts, or exact mode)
 
 
 @dataclass(frozen=True)
@@ -403,13 +404,13 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
                         i not in plan.unique or (s1[f"c{i}_distinct"] or 0) < vc.UNIQUE_SHARE * s1[f"c{i}_count"]):
                     s1[f"c{i}_top"] = _top_values(cur, src, schema[i][0], kinds[i])
                 if not exact:
-                    ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, {}, None)
+                    ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, {}, None, exact)
             report(len(batch))
         plans: dict = {}
         for batch in _batches(general) if exact else ():  # exact histograms between exact quantiles
             s2 = _aggregate(cur, src, [e for i in batch for e in _scan2_exprs(i, schema[i][0], kinds[i], s1, plans)])
             for i in batch:
-                ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, s2, plans.get(i))
+                ready[i] = _column(i, schema[i][0], schema[i][1], kinds[i], rows, s1, s2, plans.get(i), exact)
             report(len(batch))
         if without_repeats:
             duplicates, note = 0, _exactness(exact) + (f" No duplicate rows: every row has a value of "
@@ -476,7 +477,7 @@ def _column_from_bitmap(name: str, duck_type: str, rows: int, bits: bitset.Bitma
     count = fields.pop("count")
     missing = rows - count
     return ColumnProfile(name=name, type=duck_type, kind="integer", count=count, missing=missing,
-                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+                         missing_pct=100.0 * missing / rows if rows else 0.0, exact=True, **fields)
 
 
 def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values: pa.Array,
@@ -505,11 +506,11 @@ def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values:
         fields["other"] = count - sum(n for _, n in top)
     missing = rows - count
     return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
-                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+                         missing_pct=100.0 * missing / rows if rows else 0.0, exact=True, **fields)
 
 
 def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s2: dict,
-            plan: object) -> ColumnProfile:
+            plan: object, exact: bool) -> ColumnProfile:
     """Assemble one column's profile from the two scans' results."""
     g = lambda key: s1.get(f"c{i}_{key}")  # noqa: E731
     count = int(g("count") or 0)
@@ -552,7 +553,8 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
         fields["top"] = tuple((iso(v), int(n)) for v, n in ranked)
         fields["other"] = count - sum(n for _, n in ranked)
     return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
-                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+                         missing_pct=100.0 * missing / rows if rows else 0.0, exact=exact or kind == "boolean",
+                         **fields)
 
 
 def _over_time(days: dict, unit: str) -> TimeCounts:
@@ -611,7 +613,7 @@ def column_rows(cols: tuple[ColumnProfile, ...]) -> dict[str, list]:
 
 def column_facts(c: ColumnProfile, exact: bool) -> list[tuple[str, str]]:
     """A column's statistics as (label, text) lines for a detail view; '~' marks an estimate."""
-    approx = "" if exact else "~"
+    approx = "" if exact or c.exact else "~"
     facts = [("Type", f"{c.type} ({c.kind})"), ("Values", f"{c.count:,}"),
              ("Missing", f"{c.missing:,} ({c.missing_pct:.1f}%)")]
     if c.distinct is not None:

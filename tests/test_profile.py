@@ -722,7 +722,7 @@ def test_modes_agree_on_everything_but_the_approximations(con, catalog, root, mi
     approx = _profile(con, catalog, root, MIXED, exact=False)
     assert (approx.rows, approx.missing_cells, approx.duplicate_rows) == (mixed.rows, mixed.missing_cells, 0)
     for a, e in zip(approx.columns, mixed.columns, strict=True):
-        skip = {"distinct", "quantiles", "histogram", "mean", "std"}
+        skip = {"distinct", "quantiles", "histogram", "mean", "std", "exact"}  # exact: whether it was estimated
         same = {k: v for k, v in dataclasses.asdict(a).items() if k not in skip}
         assert same == {k: v for k, v in dataclasses.asdict(e).items() if k not in skip}, a.name
         assert (a.mean, a.std) == (pytest.approx(e.mean), pytest.approx(e.std))
@@ -796,3 +796,19 @@ def test_to_json_turns_nan_and_inf_into_none(mixed):
     out = json.loads(json.dumps(p.to_json(), allow_nan=False))["columns"][0]
     assert (out["min"], out["max"], out["mean"], out["quantiles"], out["top"]) == (
         None, None, None, {"p1": None, "p99": 1.5}, [[None, 1]])
+
+
+def test_estimates_are_marked_only_on_columns_that_were_estimated(con, catalog, root, path):
+    """Without exact mode, '~' marks a distinct count or quantile that is an estimate, and nothing else."""
+    rng = np.random.default_rng(8)
+    t = pa.table({"id": np.arange(3_000), "few": rng.integers(0, 5, 3_000), "x": rng.normal(0, 1, 3_000),
+                  "flag": rng.random(3_000) < 0.5})
+    p = _profile(con, catalog, root, t, exact=False, name="marks")
+    facts = {c.name: dict(prof.column_facts(c, p.exact)) for c in p.columns}
+    estimated = {"by value": set(), "by aggregates": {"id", "x", "few"}, "by range": {"x"}}[path]
+    for name, lines in facts.items():
+        assert lines["Distinct"].startswith("~") == (name in estimated), (name, lines["Distinct"])
+        assert p.column(name).exact == (name not in estimated)
+    assert facts["x"]["p50 (median)"].startswith("~") == ("x" in estimated)  # a sketch's quantile
+    assert not any(v.startswith("~") for c in _profile(con, catalog, root, t, exact=True, name="marks2").columns
+                   for v in dict(prof.column_facts(c, True)).values())
