@@ -29,7 +29,8 @@ with st.container(border=True) if first_time else st.expander("Register a datase
     if first_time:
         st.markdown("**Register a dataset**")
     roots = ", ".join(str(r) for r in ws.settings.data_roots)
-    by_path, by_browse, by_upload = st.tabs(["Path", "Browse the data roots", "Upload a small file"])
+    by_path, by_browse, by_upload = st.tabs(["Path", "Browse the data roots", "Upload a small file"],
+                                            key="data_register_tabs")  # keyed: the open tab survives reruns
     with by_path:
         path = st.text_input("Parquet or CSV file, folder (hive partitions welcome) or glob", key="data_path",
                              placeholder="demo/flights.parquet  ·  sales/year=*/  ·  logs/**/*.parquet")
@@ -82,7 +83,7 @@ if info.rows == 0:
     st.warning("This dataset has 0 rows: there is nothing to preview. Check that the right file was registered.",
                icon=":material/warning:")
 
-preview_tab, schema_tab, manage_tab = st.tabs(["Preview", "Schema", "Manage"])
+preview_tab, schema_tab, manage_tab = st.tabs(["Preview", "Schema", "Manage"], key="data_tabs")
 column_names = [c.name for c in info.columns]
 
 with preview_tab:

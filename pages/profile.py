@@ -89,7 +89,8 @@ d2.download_button("Report (HTML)", lambda: ui.report_html(name, exact, target, 
 
 n_alerts = len(found.alerts)
 overview, detail, alerts_tab, missing_tab, related, target_tab = st.tabs(
-    ["Columns", "Column detail", f"Alerts ({n_alerts})", "Missing values", "Correlations", "Target"])
+    ["Columns", "Column detail", f"Alerts ({n_alerts})", "Missing values", "Correlations", "Target"],
+    key="profile_tabs")  # keyed: the open tab survives reruns (picking a column, a method, a feature)
 with overview:
     search = st.text_input("Find columns", key="profile_search", placeholder="part of a column name")
     rows = summary_rows(p)

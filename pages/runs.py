@@ -48,7 +48,7 @@ ui.run_from_url("runs_pick", labels)
 if st.session_state.get("runs_pick") not in labels:  # deleted, or hidden by a filter
     st.session_state.pop("runs_pick", None)
 
-detail, compare_tab = st.tabs(["Run", "Compare"])
+detail, compare_tab = st.tabs(["Run", "Compare"], key="runs_tabs")  # keyed: the open tab survives reruns
 with detail:
     picked = st.selectbox("Run", list(labels), format_func=labels.get, key="runs_pick")
     ui.run_to_url("runs_pick", picked)

@@ -424,6 +424,9 @@ def test_profile_in_the_browser(page: Page, server: Server) -> None:
     expect(page.get_by_text("Most frequent values of year")).to_be_visible()
     settle(page)
     screenshot(page, "e2e_profile_detail.png")
+    # Picking another column reruns the page: the Column detail tab stays open (the tabs are keyed).
+    choose(page, "Column", "dep_delay")
+    expect(page.get_by_text("Distribution of dep_delay").first).to_be_visible()
     # A target: every column ranked by its relation to it, and the target across one of them.
     page.get_by_role("combobox", name="Target (optional)").click()
     page.keyboard.type("delayed")
