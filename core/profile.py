@@ -395,6 +395,13 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
             report(len(batch) - sum(i in general for i in batch))
         general = sorted(set(general))
         steps = len(schema) + (per_general - 1) * len(general)
+        floats = [] if exact else [i for i in general if kinds[i] == "float"]
+        general = [i for i in general if i not in floats]
+        for batch in _batches(floats):  # one GROUP BY on the sketch's buckets per column
+            for j, stats in sketch.bucket_stats(cur, src, [schema[i][0] for i in batch]).items():
+                i = batch[j]
+                ready[i] = _column_from_buckets(schema[i][0], schema[i][1], rows, stats)
+            report(len(batch))
         s1: dict = {}
         for batch in _batches(general):  # counts, extremes, moments, distinct; sketches or exact quantiles
             s1.update(_aggregate(cur, src, [e for i in batch for e in _scan1_exprs(i, schema[i][0], kinds[i], exact)]))
@@ -461,6 +468,18 @@ def _plan(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]
     dense = {i: (lo, hi) for i, (lo, hi) in ranged.items() if i in unique and bitset.fits(lo, hi)}
     wide = {i for i, (lo, hi) in ranged.items() if i not in unique and hi - lo < WIDE_RANGE}
     return Plan(by_value=by_value, wide=wide, dense=dense, unique=unique)
+
+
+def _column_from_buckets(name: str, duck_type: str, rows: int, stats: dict) -> ColumnProfile:
+    """A float column's profile from its bucket groups (core.sketch.bucket_stats)."""
+    positive, negative = stats.pop("positive"), stats.pop("negative")
+    count = stats.pop("count")
+    fields = {**stats, "distinct": min(stats["distinct"], count)}  # HyperLogLog can overshoot a little
+    if fields["min"] is not None:
+        fields.update(_from_sketch("float", positive, negative, fields))
+    missing = rows - count
+    return ColumnProfile(name=name, type=duck_type, kind="float", count=count, missing=missing,
+                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
 
 
 def _column_from_bitmap(name: str, duck_type: str, rows: int, bits: bitset.Bitmap) -> ColumnProfile:

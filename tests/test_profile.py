@@ -204,6 +204,28 @@ def test_numeric_statistics_match_numpy(mixed, name):
     assert (col.empty, col.length_min, col.length_mean, col.length_max) == (None, None, None, None)
 
 
+@pytest.mark.parametrize("name", ["float", "float32"])
+def test_float_statistics_without_exact_mode_match_numpy(con, catalog, root, name, path):
+    """Floats with many values take one GROUP BY on their sketch buckets: every count and extreme exact,
+    moments combined from the buckets' to 1e-9, quantiles within the sketch's 1 %, distinct by HyperLogLog."""
+    t = pa.table({name: MIXED.column(name)})
+    col = _profile(con, catalog, root, t, exact=False, name=f"approx_{name}").column(name)
+    s = _series(name)
+    fin, every = _finite(s), _all_values(s)
+    assert (col.count, col.min, col.max) == (len(every), fin.min(), fin.max())
+    assert (col.zeros, col.negatives) == (int((every == 0).sum()), int((every < 0).sum()))
+    assert (col.nan, col.pos_inf, col.neg_inf) == (int(np.isnan(every).sum()), int((every == math.inf).sum()),
+                                                   int((every == -math.inf).sum()))
+    assert col.mean == _approx(fin.mean()) and col.std == _approx(fin.std(ddof=1))
+    assert col.distinct == pytest.approx(s.drop_nulls().n_unique(), rel=0.05)
+    for p, got in zip(prof.QUANTILES, col.quantiles.values(), strict=True):
+        want = np.quantile(fin, p, method="linear")
+        rank = np.searchsorted(np.sort(fin), got)  # within 1 % of a value near that rank
+        assert abs(got - want) <= 0.011 * abs(want) + 0.02 or abs(rank / len(fin) - p) <= 0.01
+    _check_histogram(col, fin)
+    assert col.exact == (path == "by value")
+
+
 @pytest.mark.parametrize(("values", "expected"), [
     # (values, (min, max, mean, std, zeros, negatives, nan, pos_inf, neg_inf)): non-finite never reach the moments
     ([1.0, 2.0, 6.0, None], (1.0, 6.0, 3.0, math.sqrt(7.0), 0, 0, 0, 0, 0)),
