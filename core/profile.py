@@ -1,10 +1,12 @@
-"""Column profiles computed in DuckDB over the full data, in two scans whatever the column count.
+"""Column profiles computed in DuckDB over the full data, reading each column once.
 
-Scan 1 takes every column's counts, extremes, moments, quantiles, distinct count and top-value
-candidates in one aggregate query. Scan 2 takes the histograms (numeric bins between robust
-bounds, with outliers counted apart; time buckets) and the exact counts of the top values.
-Only aggregates reach Python. Distinct counts and quantiles are approximate (HyperLogLog,
-t-digest) unless ``exact=True``; the result says which.
+A probe of the first rows and the files' metadata send each column down the cheapest path that
+answers everything a profile shows (see ``profile_table``): counted by value (few values, or
+integers in a narrow range), a bitmap (integer IDs), two counts (booleans), one GROUP BY on a
+logarithmic sketch's buckets (other floats), or aggregate scans (the rest: text and times with many
+values, wide-ranged integers). Only aggregates reach Python. Where a path estimates (HyperLogLog
+distinct counts, sketch quantiles) the column says so (``ColumnProfile.exact``), and
+``exact=True`` makes every figure exact.
 
 Numeric statistics (min, max, mean, std, quantiles, histogram) are over finite values: NaN and
 ±Inf are counted apart, as they would otherwise swallow the mean and the bounds.
@@ -324,6 +326,8 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
     - integers with repeats in a narrow range (up to ``WIDE_RANGE`` values): counted by value, one
       query each, in DuckDB's perfect hash table;
     - integers with one value per row (IDs) in a range ``core.bitset`` covers: one bitmap each;
+    - booleans: two counts, in the aggregate scan below;
+    - floats with many values: one GROUP BY on their quantile sketch's bucket (core.sketch);
     - the rest: aggregate scans (counts, extremes, moments, distinct, a quantile sketch), then an
       exact grouped count of their top values.
 
