@@ -34,27 +34,25 @@ from bench.common import (  # noqa: E402
 )
 
 
-def worker_raw(path: str, repeat: int) -> dict:
+def _raw_scan(path: str, repeat: int, aggregate: str) -> dict:
+    """One query applying `aggregate` to every column of the file."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}')")
     cols = [r[0] for r in con.execute("DESCRIBE t").fetchall()]
-    sql = "SELECT " + ", ".join(f'max("{c}")' for c in cols) + " FROM t"
+    sql = "SELECT " + ", ".join(f'{aggregate}("{c}")' for c in cols) + " FROM t"
     first, med = timed(lambda: con.execute(sql).fetchall(), repeat)
     return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib()}
+
+
+def worker_raw(path: str, repeat: int) -> dict:
+    return _raw_scan(path, repeat, "max")
 
 
 def worker_raw_sum(path: str, repeat: int) -> dict:
     """The raw scan for an all-numeric file: sum() of every column (max() would come from Parquet metadata)."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}')")
-    cols = [r[0] for r in con.execute("DESCRIBE t").fetchall()]
-    sql = "SELECT " + ", ".join(f'sum("{c}")' for c in cols) + " FROM t"
-    first, med = timed(lambda: con.execute(sql).fetchall(), repeat)
-    return {"first_s": first, "s": med, "peak_rss_mib": peak_rss_mib()}
+    return _raw_scan(path, repeat, "sum")
 
 
 def worker_summarize(path: str, repeat: int) -> dict:
