@@ -319,7 +319,7 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str, *, exact: bool = F
                   progress: Progress | None = None) -> Profile:
     """Profile every column of a registered dataset over its full data.
 
-    A probe of the first rows and the files' metadata sort the columns into four paths, each exact
+    A probe of the first rows and the files' metadata sort the columns into these paths, each exact
     where it can be and each reading a column once:
 
     - few distinct values: counted by value, all such columns in one query (core.value_counts);
