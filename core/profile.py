@@ -474,6 +474,25 @@ def _plan(cur: duckdb.DuckDBPyConnection, src: str, schema: list[tuple[str, str]
     return Plan(by_value=by_value, wide=wide, dense=dense, unique=unique)
 
 
+def _assembled(name: str, duck_type: str, kind: str, rows: int, count: int, exact: bool,
+               fields: dict) -> ColumnProfile:
+    """A ColumnProfile from its values' count and its other fields; missing follows from the table's rows."""
+    missing = rows - count
+    return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
+                         missing_pct=100.0 * missing / rows if rows else 0.0, exact=exact, **fields)
+
+
+def _named_quantiles(qs: list | None) -> dict[str, float] | None:
+    """{'p1': …, 'p99': …} for the values of QUANTILES in order."""
+    return {f"p{round(p * 100)}": float(v) for p, v in zip(QUANTILES, qs, strict=True)} if qs else None
+
+
+def _binned(start: float, width: float, n: int, counts: list, below: int, above: int) -> Histogram:
+    """A histogram of n bins of `width` from `start`."""
+    return Histogram(edges=tuple(start + k * width for k in range(n + 1)), counts=tuple(counts), below=below,
+                     above=above)
+
+
 def _column_from_buckets(name: str, duck_type: str, rows: int, stats: dict) -> ColumnProfile:
     """A float column's profile from its bucket groups (core.sketch.bucket_stats)."""
     positive, negative = stats.pop("positive"), stats.pop("negative")
@@ -481,26 +500,18 @@ def _column_from_buckets(name: str, duck_type: str, rows: int, stats: dict) -> C
     fields = {**stats, "distinct": min(stats["distinct"], count)}  # HyperLogLog can overshoot a little
     if fields["min"] is not None:
         fields.update(_from_sketch("float", positive, negative, fields))
-    missing = rows - count
-    return ColumnProfile(name=name, type=duck_type, kind="float", count=count, missing=missing,
-                         missing_pct=100.0 * missing / rows if rows else 0.0, **fields)
+    return _assembled(name, duck_type, "float", rows, count, False, fields)
 
 
 def _column_from_bitmap(name: str, duck_type: str, rows: int, bits: bitset.Bitmap) -> ColumnProfile:
     """An integer column's profile from the bitmap of its values, each occurring once: every figure exact."""
     stats = bits.stats(QUANTILES)
     qs = stats.pop("quantiles")
-    fields: dict = {**stats, "quantiles": {f"p{round(p * 100)}": v for p, v in zip(QUANTILES, qs, strict=True)}
-                    if qs else None}
+    fields: dict = {**stats, "quantiles": _named_quantiles(qs)}
     if qs:
         lo, hi, start, width, n = histogram_plan("integer", qs, stats["min"], stats["max"])
-        counts, below, above = bits.histogram(lo, hi, start, width, n)
-        fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)), counts=tuple(counts),
-                                        below=below, above=above)
-    count = fields.pop("count")
-    missing = rows - count
-    return ColumnProfile(name=name, type=duck_type, kind="integer", count=count, missing=missing,
-                         missing_pct=100.0 * missing / rows if rows else 0.0, exact=True, **fields)
+        fields["histogram"] = _binned(start, width, n, *bits.histogram(lo, hi, start, width, n))
+    return _assembled(name, duck_type, "integer", rows, fields.pop("count"), True, fields)
 
 
 def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values: pa.Array,
@@ -511,15 +522,12 @@ def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values:
         stats = vc.numeric_stats(values, counts, kind, QUANTILES)
         finite = stats.pop("finite", None)
         qs = stats.pop("quantiles")
-        fields.update(stats, quantiles={f"p{round(p * 100)}": v for p, v in zip(QUANTILES, qs, strict=True)}
-                      if qs else None)
+        fields.update(stats, quantiles=_named_quantiles(qs))
         if kind == "integer" and stats["min"] is not None:
             fields.update(min=int(stats["min"]), max=int(stats["max"]))
         if finite is not None:
             lo, hi, start, width, n = histogram_plan(kind, qs, stats["min"], stats["max"])
-            counts_in, below, above = vc.histogram_counts(*finite, lo, hi, start, width, n)
-            fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)),
-                                            counts=tuple(counts_in), below=below, above=above)
+            fields["histogram"] = _binned(start, width, n, *vc.histogram_counts(*finite, lo, hi, start, width, n))
     else:  # text: numbers and text are the kinds counted by value
         fields.update(vc.string_stats(values, counts))
     count = fields.pop("count")
@@ -527,9 +535,7 @@ def _column_from_counts(name: str, duck_type: str, kind: str, rows: int, values:
         top = vc.top_values(values, counts, TOP_K)
         fields["top"] = tuple((jsonable(v), n) for v, n in top)
         fields["other"] = count - sum(n for _, n in top)
-    missing = rows - count
-    return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
-                         missing_pct=100.0 * missing / rows if rows else 0.0, exact=True, **fields)
+    return _assembled(name, duck_type, kind, rows, count, True, fields)
 
 
 def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s2: dict,
@@ -537,16 +543,13 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
     """Assemble one column's profile from the two scans' results."""
     g = lambda key: s1.get(f"c{i}_{key}")  # noqa: E731
     count = int(g("count") or 0)
-    missing = rows - count
     # HyperLogLog can overshoot a little: never more distinct values than values.
     fields: dict = {"distinct": min(int(g("distinct")), count) if g("distinct") is not None else None}
     if kind in NUMERIC:
         qs = g("q")
         bound = (lambda v: None if v is None else int(v)) if kind == "integer" else _num
         fields.update(min=bound(g("min")), max=bound(g("max")), mean=_num(g("mean")), std=_num(g("std")),
-                      quantiles={f"p{round(p * 100)}": float(v) for p, v in zip(QUANTILES, qs, strict=True)}
-                      if qs else None,
-                      zeros=int(g("zeros") or 0), negatives=int(g("neg") or 0))
+                      quantiles=_named_quantiles(qs), zeros=int(g("zeros") or 0), negatives=int(g("neg") or 0))
         if kind == "float":
             pinf, ninf = int(g("pinf") or 0), int(g("ninf") or 0)
             fields.update(nan=int(g("nonfinite") or 0) - pinf - ninf, pos_inf=pinf, neg_inf=ninf)
@@ -555,9 +558,8 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
         hist = s2.get(f"c{i}_hist")
         if hist is not None and plan is not None:
             start, width, n = plan
-            fields["histogram"] = Histogram(edges=tuple(start + k * width for k in range(n + 1)),
-                                            counts=tuple(int(hist.get(k, 0)) for k in range(n)),
-                                            below=int(hist.get(-1, 0)), above=int(hist.get(n, 0)))
+            fields["histogram"] = _binned(start, width, n, [int(hist.get(k, 0)) for k in range(n)],
+                                          int(hist.get(-1, 0)), int(hist.get(n, 0)))
     elif kind == "string":
         fields.update(empty=int(g("empty") or 0), length_min=g("lmin"), length_max=g("lmax"),
                       length_mean=_num(g("lmean")), min=g("min"), max=g("max"))
@@ -575,9 +577,7 @@ def _column(i: int, name: str, duck_type: str, kind: str, rows: int, s1: dict, s
         iso = (lambda v: v.replace(" ", "T", 1)) if kind == "temporal" else jsonable
         fields["top"] = tuple((iso(v), int(n)) for v, n in ranked)
         fields["other"] = count - sum(n for _, n in ranked)
-    return ColumnProfile(name=name, type=duck_type, kind=kind, count=count, missing=missing,
-                         missing_pct=100.0 * missing / rows if rows else 0.0, exact=exact or kind == "boolean",
-                         **fields)
+    return _assembled(name, duck_type, kind, rows, count, exact or kind == "boolean", fields)
 
 
 def _over_time(days: dict, unit: str) -> TimeCounts:
@@ -599,10 +599,9 @@ def _from_sketch(kind: str, positive: dict, negative: dict, fields: dict) -> dic
         return {}
     lo, hi, start, width, n = histogram_plan(kind, qs, lowest, highest)
     edges = [start + k * width for k in range(n + 1)]
-    counts, below, above = sketch.histogram(positive, negative, fields["zeros"], [lo, *edges[1:-1], hi],
-                                            lowest, highest)
-    return {"quantiles": {f"p{round(p * 100)}": v for p, v in zip(QUANTILES, qs, strict=True)},
-            "histogram": Histogram(edges=tuple(edges), counts=tuple(counts), below=below, above=above)}
+    return {"quantiles": _named_quantiles(qs),
+            "histogram": _binned(start, width, n, *sketch.histogram(positive, negative, fields["zeros"],
+                                                                    [lo, *edges[1:-1], hi], lowest, highest))}
 
 
 def _num(value: object) -> float | None:
