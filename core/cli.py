@@ -186,22 +186,22 @@ def cmd_datasets_preview(args: argparse.Namespace) -> None:
     ctx = Context.open()
     d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-    page = engine.preview(ctx.con, d.name, columns=columns, where=args.where or "", order_by=args.sort,
-                          descending=args.desc, offset=(args.page - 1) * args.page_size, limit=args.page_size,
-                          time_limit_s=ctx.settings.sql_time_limit_s)
+    page = sandbox.preview(ctx.catalog, d.name, columns=columns, where=args.where or "", order_by=args.sort,
+                           descending=args.desc, offset=(args.page - 1) * args.page_size, limit=args.page_size,
+                           extra=(d,))
     _print_page(page, args.json)
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
     ctx = Context.open()
     if args.out:
-        rows = sandbox.write_query(ctx.con, args.query, ctx.settings, Path(args.out))
+        rows = sandbox.write_query(ctx.catalog, args.query, Path(args.out))
         if args.json:
             emit_json({"out": str(Path(args.out).resolve()), "rows": rows})
         else:
             print(f"Wrote {rows:,} rows to {Path(args.out).resolve()}")
         return
-    _print_page(sandbox.run_query(ctx.con, args.query, ctx.settings, limit=args.limit), args.json)
+    _print_page(sandbox.run_query(ctx.catalog, args.query, limit=args.limit), args.json)
 
 
 def cmd_profile(args: argparse.Namespace) -> None:

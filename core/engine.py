@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -55,21 +54,25 @@ def connect(settings: Settings, *, progress: bool = False,
     limit = settings.memory_limit
     if memory_cap is not None and memory_bytes(memory_cap) < memory_bytes(limit):
         limit = memory_cap
-    for folder in (settings.workspace, settings.temp_dir, settings.datasets_dir):
+    from core.sqlworker import spill_root  # imported here: sqlworker imports this module in its children
+
+    for folder in (settings.workspace, settings.datasets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(
         ":memory:",
         config={
             "memory_limit": limit,
             "threads": settings.threads,
-            "temp_directory": str(settings.temp_dir),
+            # A folder Quarry made for itself (0700) inside QUARRY_TEMP_DIR: DuckDB spills there without it
+            # being readable from SQL, so pointing QUARRY_TEMP_DIR at a shared folder exposes nothing.
+            "temp_directory": str(spill_root(settings) / "main"),
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "preserve_insertion_order": True,
             "perfect_ht_threshold": PERFECT_HASH_BITS,
         },
     )
-    allowed = [*map(str, settings.readable_roots), str(settings.temp_dir)]
+    allowed = [*map(str, settings.readable_roots)]
     con.execute("SET allowed_directories = " + "[" + ", ".join(quote_literal(d) for d in allowed) + "]")
     con.execute("SET enable_external_access = false")
     # Parquet footers parsed once per file, not once per scan: a profile scans a file a dozen times (its
@@ -84,7 +87,7 @@ def connect(settings: Settings, *, progress: bool = False,
 
 def _message(exc: Exception) -> str:
     """DuckDB's message without its 'X Error: ' prefix and the LINE/caret lines."""
-    text = str(exc).split("\nLINE ")[0].strip()
+    text = str(exc).split("\nLINE ")[0].split("\n\nPossible solutions")[0].strip()
     return re.sub(r"^[A-Za-z ]+ Error: ", "", text)
 
 
@@ -176,52 +179,3 @@ def check_page_args(offset: int, limit: int) -> None:
 def count_rows(rel: duckdb.DuckDBPyRelation) -> int:
     """Rows of a relation (one aggregate query; never an ORDER BY under it, see callers)."""
     return int(rel.aggregate("count(*)").fetchall()[0][0])
-
-
-def preview(con: duckdb.DuckDBPyConnection, table: str, *, columns: Sequence[str] | None = None,
-            where: str = "", order_by: str | None = None, descending: bool = False,
-            offset: int = 0, limit: int = 50, total: int | None = None, time_limit_s: float = 30.0) -> Page:
-    """A page of a dataset's rows, with the filter, sort and projection pushed down to DuckDB.
-
-    Parameters
-    ----------
-    table
-        A registered dataset (a view name).
-    columns
-        Columns to show, in order; all when None or empty.
-    where
-        A SQL boolean expression over the dataset's columns, e.g. ``dep_delay > 60 AND origin = 'JFK'``.
-    order_by, descending
-        Sort column (nulls last) and direction.
-    offset, limit
-        The page: ``limit`` rows starting at row ``offset`` (0-based) of the filtered, sorted rows.
-    total
-        The number of rows matching ``where`` when the caller already knows it (it does not depend
-        on the sort or the page); counted here otherwise.
-    """
-    check_page_args(offset, limit)
-    started = time.perf_counter()
-
-    def run(cur: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int]:
-        rel = cur.table(quote_ident(table))
-        if where.strip():
-            rel = rel.filter(where)
-        # Count before sorting: DuckDB keeps an ORDER BY under an aggregate, a full sort for nothing.
-        n = count_rows(rel) if total is None else total
-        if order_by:
-            rel = rel.order(f"{quote_ident(order_by)} {'DESC' if descending else 'ASC'} NULLS LAST")
-        if columns:
-            rel = rel.select(*(quote_ident(c) for c in columns))
-        return rel.limit(limit, offset).to_arrow_table(), n
-
-    rows, n = with_time_limit(con, time_limit_s, "The filter" if where.strip() else "The preview", run)
-    return Page(rows, n, offset, limit, time.perf_counter() - started)
-
-
-def count_rows_where(con: duckdb.DuckDBPyConnection, table: str, where: str = "", time_limit_s: float = 30.0) -> int:
-    """Rows of a dataset matching a filter expression (all rows when it is empty)."""
-    def run(cur: duckdb.DuckDBPyConnection) -> int:
-        rel = cur.table(quote_ident(table))
-        return count_rows(rel.filter(where) if where.strip() else rel)
-
-    return with_time_limit(con, time_limit_s, "The filter" if where.strip() else "Counting rows", run)

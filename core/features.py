@@ -6,7 +6,7 @@ lags, rolling windows) see only the sampled rows there, and the page says that t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import duckdb
 import pyarrow as pa
@@ -69,6 +69,28 @@ def preview(con: duckdb.DuckDBPyConnection, recipe: R.Recipe, table: str, rows: 
                      "only the sampled rows here; on the full data they see every row.")
     return Preview(compiled=compiled, before=before, sample_rows=min(rows, total), rows_out=rows_out,
                    total_rows=total, head=out, summaries=summaries, notes=tuple(notes))
+
+
+def to_json(p: Preview) -> dict:
+    """A preview without its rows as JSON-ready values (the sandbox sends it across a process boundary)."""
+    cols = lambda cs: [[c.name, c.type] for c in cs]  # noqa: E731
+    return {"compiled": {"sql": p.compiled.sql, "params": p.compiled.params, "columns": cols(p.compiled.columns),
+                         "steps": [{"sql": t.sql, "description": t.description, "columns": cols(t.columns)}
+                                   for t in p.compiled.steps]},
+            "before": cols(p.before), "sample_rows": p.sample_rows, "rows_out": p.rows_out,
+            "total_rows": p.total_rows, "summaries": [asdict(c) for c in p.summaries], "notes": list(p.notes)}
+
+
+def from_json(doc: dict, head: pa.Table) -> Preview:
+    """The preview `to_json` made, with its first rows."""
+    cols = lambda cs: tuple(R.Column(n, t) for n, t in cs)  # noqa: E731
+    c = doc["compiled"]
+    compiled = R.Compiled(sql=c["sql"], params=c["params"], columns=cols(c["columns"]),
+                          steps=tuple(R.CompiledStep(t["sql"], t["description"], cols(t["columns"]))
+                                      for t in c["steps"]))
+    return Preview(compiled=compiled, before=cols(doc["before"]), sample_rows=int(doc["sample_rows"]),
+                   rows_out=int(doc["rows_out"]), total_rows=int(doc["total_rows"]), head=head,
+                   summaries=tuple(ColumnSummary(**s) for s in doc["summaries"]), notes=tuple(doc["notes"]))
 
 
 def _touched(recipe: R.Recipe) -> set[str]:

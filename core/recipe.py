@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from core import sqlcheck
 from core.engine import quote_ident, quote_literal, translate
 from core.errors import QuarryError
 from core.profile import column_kind
@@ -217,38 +218,12 @@ def kinds() -> dict[str, Kind]:
 # ----------------------------------------------------------------------------------------------
 # Checking parameters against the step's input
 
-EXPR_FORBIDDEN = re.compile(r"\b(read_\w+|glob|query|query_table|sniff_csv|getenv|parquet_\w+|duckdb_\w+|"
-                            r"pragma_\w+|current_setting|which_secret|load_aws_credentials)\s*\(", re.IGNORECASE)
-
-
 def check_expression(expr: str, columns: Iterable[str], what: str) -> str:
-    """An SQL expression over the step's columns only: one expression, no subquery, no file or setting access."""
-    text = (expr or "").strip()
-    if not text:
-        raise RecipeError(f"{what}: the expression is empty.", "Write an SQL expression, e.g. amount / 100.")
-    if ";" in text or "--" in text or "/*" in text:
-        raise RecipeError(f"{what}: the expression contains ';' or a comment; only one expression is allowed.",
-                          "Remove the ';' and comments.")
-    forbidden = EXPR_FORBIDDEN.search(text)
-    if forbidden:
-        raise RecipeError(f"{what}: the expression calls a function that reads files or settings "
-                          f"({forbidden.group(1)}).", "Use only the step's columns and plain functions.")
-    probe = f"SELECT ({text}) FROM _t"
-    try:
-        statements = duckdb.extract_statements(probe)
-        tree = json.loads(duckdb.sql("SELECT json_serialize_sql($s)", params={"s": probe}).fetchall()[0][0])
-    except duckdb.Error as exc:
-        raise RecipeError(f"{what}: the expression does not parse: {str(exc).splitlines()[0]}",
-                          "Check the SQL syntax; names with spaces need \"double quotes\".") from None
-    if len(statements) != 1 or tree.get("error") or len(tree["statements"]) != 1:
-        raise RecipeError(f"{what}: this is not a single expression.", "Write one expression, e.g. a / b.")
-    node = tree["statements"][0]["node"]
-    if len(node.get("select_list") or ()) != 1:  # e.g. "1) AS a, (2" smuggles in a second column
-        raise RecipeError(f"{what}: this is not a single expression.", "Write one expression, e.g. a / b.")
-    if "SUBQUERY" in json.dumps(node.get("select_list")) or node.get("from_table", {}).get("table_name") != "_t":
-        raise RecipeError(f"{what}: subqueries are not allowed in an expression.",
-                          "Use the step's columns only; join data with a group-aggregate step.")
-    return text
+    """An SQL expression over the step's columns only, checked on DuckDB's parse tree (core.sqlcheck): one
+    row-level expression of deterministic built-in scalar functions; no subquery, no ``*``, no aggregate, no
+    function that reads files, settings or state (quoted or schema-qualified names included)."""
+    sqlcheck.check_expression(expr, what, RecipeError)
+    return expr.strip()
 
 
 def _check_value(ctx_title: str, p: Param, value: object, columns: dict[str, Column]) -> object:

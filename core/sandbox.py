@@ -1,28 +1,29 @@
-"""User SQL: one SELECT over registered datasets, checked before it runs and stopped at a time limit.
+"""User SQL: one SELECT over registered datasets, checked on its parse tree and run where it cannot harm.
 
-Two layers. DuckDB itself is locked down (see core.engine.connect): no files outside the data
-roots, no extensions, no configuration changes. On top, a statement-type check refuses anything
-but a single SELECT, so each refusal gets a message that says why, before anything runs.
+Two layers. The text is checked before anything runs: one statement, a SELECT (the statement type),
+and then every node of DuckDB's parse tree (core.sqlcheck: no COPY or other write in any CTE or
+subquery, no file-reading or SQL-running table functions, no settings or side-effecting functions),
+so each refusal gets a message that says why. Then it runs in a process of its own
+(core.sqlworker) that cannot write files, is killed at the time limit and at a memory cap, and
+reads only the registered datasets. Quarry's own writes (saving a result as a dataset, the CLI's
+``--out``) are made here, by this process, from the Arrow batches the child streams back.
 """
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from core import atomic, features, sqlcheck, sqlworker
 from core.catalog import Catalog, Dataset, new_dataset_path, register_written
-from core.engine import Page, check_page_args, count_rows, translate, with_time_limit
+from core.engine import Page, check_page_args, translate
 from core.errors import QueryError, QueryRefused
-from core.settings import Settings
 
 ST = duckdb.StatementType
 # Why each kind is refused, in the user's words.
@@ -63,7 +64,21 @@ def check_select(sql: str) -> str:
         raise QueryRefused(f"{keyword} statements are not allowed here: this one {why}.",
                            "The SQL page only reads data: write a SELECT. To keep a result, use "
                            "'Save as dataset'.")
-    return sql.strip().rstrip(";")
+    query = sql.strip().rstrip(";")
+    sqlcheck.check_query(query)
+    return query
+
+
+def _tables(query: str) -> list[str]:
+    """The tables a checked query reads: the child opens views for these datasets only."""
+    return sorted(sqlcheck.tables(sqlcheck.parse(query)))
+
+
+def box(catalog: Catalog, extra: tuple[Dataset, ...] = ()) -> sqlworker.Box:
+    """The sandbox a user query of this catalog runs in: its datasets' scans (and `extra` ones, e.g. a path
+    the CLI was given), the settings' limits."""
+    found = {d.name: d for d in (*catalog.list(), *extra)}
+    return sqlworker.Box.of(catalog.settings, tuple((d.name, d.scan_sql()) for d in found.values()))
 
 
 @dataclass(frozen=True)
@@ -73,9 +88,8 @@ class QueryPage(Page):
     sql: str = ""
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, *, offset: int = 0,
-              limit: int = 50) -> QueryPage:
-    """Run a user SELECT under the sandbox and time limit; return one page and the total row count.
+def run_query(catalog: Catalog, sql: str, *, offset: int = 0, limit: int = 50) -> QueryPage:
+    """Run a user SELECT in the sandbox under its limits; return one page and the total row count.
 
     Parameters
     ----------
@@ -87,13 +101,9 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, *, o
     query = check_select(sql)
     check_page_args(offset, limit)
     started = time.perf_counter()
-
-    def run(cur: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int]:
-        page = cur.sql(query).limit(limit, offset).to_arrow_table()
-        return page, count_rows(cur.sql(without_order_by(cur, query)))
-
-    table, total = with_time_limit(con, settings.sql_time_limit_s, "The query", run)
-    return QueryPage(table, total, offset, limit, time.perf_counter() - started, query)
+    table, header = sqlworker.table(box(catalog), "page", {"sql": query, "offset": offset, "limit": limit,
+                                                              "tables": _tables(query)})
+    return QueryPage(table, int(header["total"]), offset, limit, time.perf_counter() - started, query)
 
 
 def without_order_by(cur: duckdb.DuckDBPyConnection, query: str) -> str:
@@ -115,21 +125,13 @@ def without_order_by(cur: duckdb.DuckDBPyConnection, query: str) -> str:
         return query
 
 
-def _reader(cur: duckdb.DuckDBPyConnection, query: str, batch_rows: int = 100_000) -> pa.RecordBatchReader:
-    return cur.sql(query).to_arrow_reader(batch_rows)
-
-
-def export_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, fmt: str) -> tuple[bytes, int]:
+def export_query(catalog: Catalog, sql: str, fmt: str) -> tuple[bytes, int]:
     """The result as CSV or Parquet bytes for a download, refused past QUARRY_DOWNLOAD_MAX_ROWS rows."""
     query = check_select(sql)
     if fmt not in ("csv", "parquet"):
         raise QueryError(f"Downloads are CSV or Parquet. Got {fmt!r}.", "Pick csv or parquet.")
-    cap = settings.download_max_rows
-
-    def run(cur: duckdb.DuckDBPyConnection) -> pa.Table:
-        return cur.sql(query).limit(cap + 1).to_arrow_table()
-
-    table = with_time_limit(con, settings.sql_time_limit_s, "The query", run)
+    cap = catalog.settings.download_max_rows
+    table, _ = sqlworker.table(box(catalog), "rows", {"sql": query, "cap": cap, "tables": _tables(query)})
     if table.num_rows > cap:
         raise QueryError(f"The result has more than {cap:,} rows, too many to download from the browser.",
                          "Save it as a dataset, or use the CLI: python -m core sql \"...\" --out result.parquet "
@@ -142,10 +144,22 @@ def export_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, f
     return buf.getvalue(), table.num_rows
 
 
-def write_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, out: Path) -> int:
+def _stream_to_parquet(catalog: Catalog, query: str, out: Path) -> int:
+    """Stream a checked query's result from the sandbox into a Parquet file that appears only when complete."""
+    rows = 0
+    args = {"sql": query, "tables": _tables(query)}
+    with sqlworker.call(box(catalog), "rows", args) as answer, atomic.atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, answer.reader.schema, compression="zstd") as writer:
+            for batch in answer.reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    return rows
+
+
+def write_query(catalog: Catalog, sql: str, out: Path) -> int:
     """Stream a query's result to a Parquet file anywhere the user can write (CLI ``--out``).
 
-    Batches are streamed from DuckDB to the file, so a result larger than memory is fine. The
+    Batches are streamed from the sandbox to the file, so a result larger than memory is fine. The
     file appears only when complete (temporary file, then rename).
     """
     query = check_select(sql)
@@ -154,41 +168,62 @@ def write_query(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings, ou
         raise QueryError(f"The output file must end in .parquet. Got {out.name}.", "Name it e.g. result.parquet.")
     if not out.parent.is_dir():
         raise QueryError(f"The folder {out.parent} does not exist.", "Create it first or pick another output path.")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}-", suffix=".tmp")
-    os.close(fd)
-
-    def run(cur: duckdb.DuckDBPyConnection) -> int:
-        reader = _reader(cur, query)
-        rows = 0
-        with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        return rows
-
-    try:
-        rows = with_time_limit(con, settings.sql_time_limit_s, "The query", run)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return rows
+    return _stream_to_parquet(catalog, query, out)
 
 
 def save_as_dataset(con: duckdb.DuckDBPyConnection, catalog: Catalog, sql: str, name: str) -> Dataset:
     """Materialise a query's result to Parquet in the workspace and register it as a dataset.
 
-    DuckDB writes the file itself (in parallel, spilling if needed) to a temporary name in the
-    workspace; it is renamed into place and registered only when complete.
+    The sandbox streams the rows; this process writes them to a temporary name in the workspace,
+    renamed into place and registered only when complete.
     """
     query = check_select(sql)
     final = new_dataset_path(catalog, name, QueryError)
-    settings = catalog.settings
-    tmp = settings.datasets_dir / f".{name}.parquet.tmp"
-    try:
-        with_time_limit(con, settings.sql_time_limit_s, "The query",
-                        lambda cur: cur.sql(query).write_parquet(str(tmp), compression="zstd"))
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _stream_to_parquet(catalog, query, final)
     return register_written(con, catalog, final, name)
+
+
+def preview(catalog: Catalog, table: str, *, columns: tuple[str, ...] | list[str] | None = None, where: str = "",
+            order_by: str | None = None, descending: bool = False, offset: int = 0, limit: int = 50,
+            total: int | None = None, extra: tuple[Dataset, ...] = ()) -> Page:
+    """A page of a dataset's rows with a user's filter, sort and projection, run in the sandbox.
+
+    Parameters
+    ----------
+    table
+        A registered dataset (a view name).
+    where
+        A boolean SQL expression over the dataset's columns (checked like a query, see core.sqlcheck).
+    total
+        The number of rows matching ``where`` when the caller already knows it; counted otherwise.
+    """
+    check_page_args(offset, limit)
+    where = sqlcheck.check_filter(where) if (where or "").strip() else ""
+    started = time.perf_counter()
+    args = {"table": table, "columns": list(columns or ()), "where": where, "order_by": order_by,
+            "descending": descending, "offset": offset, "limit": limit, "total": total,
+            "what": "The filter" if where else "The preview"}
+    rows, header = sqlworker.table(box(catalog, extra), "preview", args, args["what"])
+    return Page(rows, int(header["total"]), offset, limit, time.perf_counter() - started)
+
+
+def count_rows_where(catalog: Catalog, table: str, where: str = "") -> int:
+    """Rows of a dataset matching a user's filter (all rows when it is empty), counted in the sandbox."""
+    where = sqlcheck.check_filter(where) if (where or "").strip() else ""
+    what = "The filter" if where else "Counting rows"
+    return int(sqlworker.value(box(catalog), "count", {"table": table, "where": where, "what": what}, what)["value"])
+
+
+def fit_recipe(catalog: Catalog, recipe_json: str, table: str) -> str:
+    """A recipe (JSON text) fitted on every row of `table`, its user expressions run in the sandbox."""
+    what = "Fitting the recipe"
+    return sqlworker.value(box(catalog), "recipe_fit", {"recipe": recipe_json, "table": table, "what": what},
+                           what)["recipe"]
+
+
+def recipe_preview(catalog: Catalog, fitted_json: str, table: str) -> features.Preview:
+    """The Features page's preview of a fitted recipe on a sample of `table` (core.features), run in the sandbox."""
+    what = "Running the recipe on the sample"
+    head, header = sqlworker.table(box(catalog), "recipe_preview",
+                                   {"recipe": fitted_json, "table": table, "what": what}, what)
+    return features.from_json(header["preview"], head)

@@ -154,7 +154,11 @@ def test_sql_run_page_refuse_and_save(settings, with_sample):
     assert at.error[0].value == "DROP statements are not allowed here: this one drops objects."
     at.text_area(key="sql_query").input("SELECT * FROM read_text('/etc/passwd')").run()
     at.button(key="sql_run").click().run()
-    assert "outside the data roots" in at.error[0].value
+    assert "read_text() reads files directly" in at.error[0].value
+    copy = "WITH x AS (COPY (SELECT 1) TO 'victim.parquet' (FORMAT parquet)) SELECT 1"
+    at.text_area(key="sql_query").input(copy).run()
+    at.button(key="sql_run").click().run()
+    assert "copies data to a file" in at.error[0].value
 
 
 def test_sql_time_limit_is_reported(settings, with_sample, monkeypatch):

@@ -40,9 +40,9 @@ def _still_intact(con):
     ("SELECT 1; DROP VIEW t", "Only one statement can run at a time; this text has 2"),
     ("SELECT 1; SELECT 2;", "Only one statement can run at a time"),
 ])
-def test_refused_statements(con, settings, registered, sql, words):
+def test_refused_statements(con, catalog, settings, registered, sql, words):
     with pytest.raises(QueryRefused) as exc:
-        sandbox.run_query(con, sql, settings)
+        sandbox.run_query(catalog, sql)
     assert words in exc.value.message
     assert "SELECT" in exc.value.hint or "statements" in exc.value.hint
     _still_intact(con)
@@ -55,16 +55,20 @@ def test_refused_statements(con, settings, registered, sql, words):
     "SELECT * FROM read_parquet('{outside}')",
     "SELECT * FROM t WHERE id IN (SELECT 1 FROM read_blob('/etc/passwd'))",
 ])
-def test_files_outside_the_roots_cannot_be_read(con, settings, registered, tmp_path, sql):
+def test_files_outside_the_roots_cannot_be_read(con, catalog, settings, registered, tmp_path, sql):
     outside = write_parquet(tmp_path / "outside.parquet", sample_table(3))
-    with pytest.raises(QueryRefused, match="outside the data roots"):
-        sandbox.run_query(con, sql.format(outside=outside), settings)
+    with pytest.raises(QueryRefused, match="reads files directly"):
+        sandbox.run_query(catalog, sql.format(outside=outside))
 
 
-def test_files_inside_the_roots_can_be_read(con, settings, root, registered):
+def test_files_are_read_through_registered_datasets_only(con, catalog, settings, root, registered):
+    """Even under the data roots: the workspace (catalog, runs, audit log) is there by default."""
     pacsv.write_csv(pa.table({"x": [1, 2]}), root / "inside.csv")
-    page = sandbox.run_query(con, f"SELECT sum(x) AS s FROM read_csv('{root / 'inside.csv'}')", settings)
-    assert page.table.to_pylist() == [{"s": 3}]
+    with pytest.raises(QueryRefused, match="Register the file on the Data page") as exc:
+        sandbox.run_query(catalog, f"SELECT sum(x) AS s FROM read_csv('{root / 'inside.csv'}')")
+    assert "read_csv() reads files directly" in exc.value.message
+    cat.register(con, catalog, str(root / "inside.csv"), name="inside")
+    assert sandbox.run_query(catalog, "SELECT sum(x) AS s FROM inside").table.to_pylist() == [{"s": 3}]
 
 
 @pytest.mark.parametrize(("sql", "error", "words"), [
@@ -74,60 +78,60 @@ def test_files_inside_the_roots_can_be_read(con, settings, root, registered):
     ("SELECT nope FROM t", QueryError, 'Referenced column "nope" not found'),
     ("SELECT * FROM missing_table", QueryError, "missing_table"),
 ])
-def test_bad_sql_is_explained(con, settings, registered, sql, error, words):
+def test_bad_sql_is_explained(con, catalog, settings, registered, sql, error, words):
     with pytest.raises(error, match=words):
-        sandbox.run_query(con, sql, settings)
+        sandbox.run_query(catalog, sql)
 
 
-def test_time_limit_stops_the_query(con, settings, registered):
+def test_time_limit_stops_the_query(con, catalog, settings, registered):
     quick = dataclasses.replace(settings, sql_time_limit_s=0.3)
     with pytest.raises(QueryTimeout, match="QUARRY_SQL_TIME_LIMIT_S"):
-        sandbox.run_query(con, "SELECT count(*) FROM range(1000000000000)", quick)
+        sandbox.run_query(cat.Catalog(quick), "SELECT count(*) FROM range(1000000000000)")
     _still_intact(con)
 
 
-def test_pages_and_totals(con, settings, registered):
+def test_pages_and_totals(con, catalog, settings, registered):
     sql = "SELECT id, \"select\" FROM t WHERE id % 3 = 0 ORDER BY id DESC -- trailing comment"
-    page = sandbox.run_query(con, sql, settings, offset=100, limit=50)
+    page = sandbox.run_query(catalog, sql, offset=100, limit=50)
     expected = [i for i in range(999, -1, -1) if i % 3 == 0]
     assert page.total_rows == len(expected) == 334
     assert page.table.column("id").to_pylist() == expected[100:150]
     assert page.caption() == "Rows 101–150 of 334"
 
 
-def test_from_first_and_cte_are_selects(con, settings, registered):
-    assert sandbox.run_query(con, "FROM t SELECT count(*) AS n", settings).table.to_pylist() == [{"n": 1000}]
+def test_from_first_and_cte_are_selects(con, catalog, settings, registered):
+    assert sandbox.run_query(catalog, "FROM t SELECT count(*) AS n").table.to_pylist() == [{"n": 1000}]
     cte = "WITH x AS (SELECT id FROM t WHERE id < 10) SELECT count(*) AS n FROM x;"
-    assert sandbox.run_query(con, cte, settings).table.to_pylist() == [{"n": 10}]
+    assert sandbox.run_query(catalog, cte).table.to_pylist() == [{"n": 10}]
 
 
-def test_export_csv_and_parquet(con, settings, registered):
-    data, rows = sandbox.export_query(con, "SELECT id, country FROM t ORDER BY id", settings, "csv")
+def test_export_csv_and_parquet(con, catalog, settings, registered):
+    data, rows = sandbox.export_query(catalog, "SELECT id, country FROM t ORDER BY id", "csv")
     back = pacsv.read_csv(pa.BufferReader(data))
     assert rows == 1000 and back.column("id").to_pylist() == list(range(1000))
-    data, _ = sandbox.export_query(con, "SELECT * FROM t", settings, "parquet")
+    data, _ = sandbox.export_query(catalog, "SELECT * FROM t", "parquet")
     assert pq.read_table(pa.BufferReader(data)).num_rows == 1000
     capped = dataclasses.replace(settings, download_max_rows=999)
     with pytest.raises(QueryError, match="more than 999 rows"):
-        sandbox.export_query(con, "SELECT * FROM t", capped, "csv")
+        sandbox.export_query(cat.Catalog(capped), "SELECT * FROM t", "csv")
 
 
-def test_write_query_streams_to_parquet(con, settings, registered, tmp_path):
+def test_write_query_streams_to_parquet(con, catalog, settings, registered, tmp_path):
     out = tmp_path / "elsewhere" / "result.parquet"
     out.parent.mkdir()
-    assert sandbox.write_query(con, "SELECT * FROM t WHERE id < 500", settings, out) == 500
+    assert sandbox.write_query(catalog, "SELECT * FROM t WHERE id < 500", out) == 500
     assert pq.read_table(out).num_rows == 500
     with pytest.raises(QueryError, match="must end in .parquet"):
-        sandbox.write_query(con, "SELECT 1", settings, tmp_path / "x.csv")
+        sandbox.write_query(catalog, "SELECT 1", tmp_path / "x.csv")
     with pytest.raises(QueryError, match="does not exist"):
-        sandbox.write_query(con, "SELECT 1", settings, tmp_path / "nope" / "x.parquet")
+        sandbox.write_query(catalog, "SELECT 1", tmp_path / "nope" / "x.parquet")
 
 
-def test_failed_write_leaves_nothing(con, settings, registered, tmp_path):
+def test_failed_write_leaves_nothing(con, catalog, settings, registered, tmp_path):
     quick = dataclasses.replace(settings, sql_time_limit_s=0.3)
     out = tmp_path / "r.parquet"
     with pytest.raises(QueryTimeout):
-        sandbox.write_query(con, "SELECT i FROM range(1000000000000) t(i) ORDER BY i DESC", quick, out)
+        sandbox.write_query(cat.Catalog(quick), "SELECT i FROM range(1000000000000) t(i) ORDER BY i DESC", out)
     assert list(tmp_path.glob("*r.parquet*")) == []
 
 
@@ -161,8 +165,8 @@ def test_failed_save_leaves_no_half_written_dataset(con, catalog, settings, regi
     "SELECT DISTINCT country FROM t ORDER BY country",
     "SELECT id, row_number() OVER (ORDER BY amount) AS r FROM t QUALIFY r <= 12 ORDER BY r",
 ])
-def test_totals_are_right_whatever_the_order(con, settings, registered, sql):
-    page = sandbox.run_query(con, sql, settings, limit=5)
+def test_totals_are_right_whatever_the_order(con, catalog, settings, registered, sql):
+    page = sandbox.run_query(catalog, sql, limit=5)
     assert page.total_rows == len(con.execute(sql).fetchall())
     expected_first = con.execute(sql + " LIMIT 5" if "LIMIT" not in sql else sql).fetchall()[:5]
     assert [tuple(r.values()) for r in page.table.to_pylist()] == [tuple(r) for r in expected_first] or \
@@ -177,9 +181,7 @@ def test_counting_drops_only_the_outer_order_by(con):
     assert sandbox.without_order_by(cur, "SELECT 1 AS x") == "SELECT 1 AS x"  # nothing to drop: unchanged
 
 
-def test_preview_uses_a_known_total(con, registered):
-    from core import engine
-
-    page = engine.preview(con, "t", order_by="id", total=1000)
+def test_preview_uses_a_known_total(catalog, registered):
+    page = sandbox.preview(catalog, "t", order_by="id", total=1000)
     assert page.total_rows == 1000 and page.table.num_rows == 50
-    assert engine.count_rows_where(con, "t", "id < 10") == 10 and engine.count_rows_where(con, "t") == 1000
+    assert sandbox.count_rows_where(catalog, "t", "id < 10") == 10 and sandbox.count_rows_where(catalog, "t") == 1000
