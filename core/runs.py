@@ -38,6 +38,7 @@ from typing import Any
 
 import duckdb
 
+from core import audit, auth
 from core import recipe as R
 from core.errors import QuarryError
 from core.settings import Settings
@@ -45,7 +46,8 @@ from core.settings import Settings
 FORMAT = "quarry.run"
 VERSION = 1
 TASKS = ("binary", "multiclass", "regression")
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+# \A and \Z, not ^ and $: "$" also matches before a final newline, which would let "id\n" through.
+RUN_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,79}\Z")
 PARTIAL = ".partial-"
 DELETING = ".deleting-"
 STALE_PARTIAL_S = 3600.0  # a .partial-* folder this old belongs to a save that died: remove it
@@ -82,6 +84,10 @@ _ROW_COLUMNS = ("run_id", "name", "created_at", "dataset", "target", "task", "de
 
 class RunError(QuarryError):
     """A run that does not exist, cannot be saved, or whose folder is damaged."""
+
+
+class RunIdError(RunError):
+    """A run id that is not one (e.g. '../x'), or whose folder resolves outside its place: refused before use."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,8 +196,31 @@ def runs_dir(settings: Settings) -> Path:
 
 def cache_dir(settings: Settings, run_id: str) -> Path:
     """Where a run's evaluation and explanation caches live (core.holdout, core.evaluate, core.explain);
-    made again from the run and its dataset when missing, removed with the run."""
-    return settings.workspace / "evaluations" / run_id
+    made again from the run and its dataset when missing, removed with the run. A bad run id raises RunIdError."""
+    return _inside(settings.workspace / "evaluations", check_run_id(run_id))
+
+
+def _shown(value: object, most: int = 40) -> str:
+    """A value for a message: its repr, cut short (an id may be a megabyte long)."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "…"
+
+
+def check_run_id(run_id: object) -> str:
+    """`run_id` if it can be a run id (a name, never a path); else RunIdError (nothing on disk is touched)."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise RunIdError(f"{_shown(run_id)} is not a run id.",
+                         "A run id is 1 to 80 letters, digits, '-' or '_' (like 20250314-153012-123-4f9a2c).")
+    return run_id
+
+
+def _inside(base: Path, name: str) -> Path:
+    """base/name resolved; RunIdError if it resolves anywhere but directly inside base (a planted symlink)."""
+    root = base.resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise RunIdError(f"The folder of run {name!r} is outside {root}.", f"Remove the link {root / name}.")
+    return path
 
 
 def registry_path(settings: Settings) -> Path:
@@ -448,7 +477,7 @@ def _reconcile(settings: Settings, con: duckdb.DuckDBPyConnection) -> None:
     complete: dict[str, Path] = {}
     if folder.is_dir():
         for p in folder.iterdir():
-            if not p.is_dir():
+            if not p.is_dir() or p.is_symlink():  # a linked folder is not a run (load_run refuses it too)
                 continue
             if p.name.startswith(DELETING) or (p.name.startswith(PARTIAL) and _age_s(p) > STALE_PARTIAL_S):
                 shutil.rmtree(p, ignore_errors=True)
@@ -509,19 +538,20 @@ def list_runs(settings: Settings, *, dataset: str | None = None, task: str | Non
 # One run
 
 
-def _unknown(settings: Settings, run_id: str) -> RunError:
+def _unknown(settings: Settings, run_id: object) -> RunError:
     ids = sorted((p.name for p in runs_dir(settings).glob("*") if (p / "run.json").is_file()
                   and RUN_ID_RE.match(p.name)), reverse=True) if runs_dir(settings).is_dir() else []
     known = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "") if ids else "none yet"
-    return RunError(f"No run with the id {run_id!r}.",
+    return RunError(f"No run with the id {_shown(run_id)}.",
                     f"Saved runs (newest first): {known}. List them on the Runs page or with the runs command.")
 
 
 def _folder(settings: Settings, run_id: str) -> Path:
-    """The folder of a complete run; an unknown (or unsafe) id raises RunError listing the runs."""
+    """The folder of a complete run, resolved inside runs/; an unknown (or unsafe) id raises RunError listing
+    the runs, before any path is made from it."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
-        raise _unknown(settings, str(run_id))
-    path = runs_dir(settings) / run_id
+        raise _unknown(settings, run_id)
+    path = _inside(runs_dir(settings), run_id)
     if not (path / "run.json").is_file():
         raise _unknown(settings, run_id)
     return path
@@ -537,6 +567,8 @@ def load_run(settings: Settings, run_id: str) -> Run:
     info = _read_json(path / "run.json")
     if info is None or info.get("format") != FORMAT:
         raise _damaged(path, "run.json is unreadable or not a Quarry run")
+    if info.get("run_id") != run_id:  # the id names the caches (cache_dir): it must be the folder's own
+        raise _damaged(path, f"run.json names the run {_shown(info.get('run_id'))}, not {run_id!r}")
     if info.get("version") != VERSION:
         raise RunError(f"Run {run_id!r} was saved in run format version {info.get('version')!r}; this Quarry "
                        f"reads version {VERSION}.", "Train the run again with this version of Quarry.")
@@ -596,11 +628,15 @@ def delete_run(settings: Settings, run_id: str) -> None:
     """Delete a run: its folder disappears in one rename, then its row; the files are removed last."""
     with _registry(settings) as con:
         path = _folder(settings, run_id)
+        owner = (_read_json(path / "run.json") or {}).get("created_by")
+        auth.require_run_delete(owner)  # analysts delete their own runs, admins anyone's
+        cache = cache_dir(settings, run_id)  # before the rename: a refused cache folder leaves the run as it was
         doomed = path.with_name(f"{DELETING}{run_id}-{secrets.token_hex(3)}")
         os.rename(path, doomed)
         con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
     shutil.rmtree(doomed, ignore_errors=True)  # leftovers are removed by the next list_runs
-    shutil.rmtree(cache_dir(settings, run_id), ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    audit.record(settings, "run.delete", run=run_id, owner=owner)
 
 
 # ----------------------------------------------------------------------------------------------

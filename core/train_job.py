@@ -10,13 +10,13 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from core import audit, auth, engine, recipe_store, runs, tune
 from core import catalog as cat
-from core import engine, recipe_store, runs, tune
 from core.settings import load_settings
 from core.splits import SplitConfig
 from core.train import TrainConfig, train
 
-TARGET = "core.train_job:run"
+TARGET = "train"  # the key of `run` in core.jobs.TARGETS, the registry of what a job worker may call
 
 
 def config_from(params: dict, settings) -> TrainConfig:
@@ -37,6 +37,9 @@ def run(params: dict, reporter=None) -> dict:
     catalog = cat.Catalog(settings)
     cat.sync_views(con, catalog.list())
     config = config_from(params, settings)
+    created_by = params.get("created_by") or auth.who()  # set by core.jobs.start for the Train page's jobs
+    audit.record(settings, "train.run", who=created_by, dataset=config.dataset, target=config.target,
+                 name=params.get("name"))
     started = time.monotonic()
 
     def progress(iteration: int, total: int, train_value: float | None, valid_value: float | None) -> None:
@@ -67,7 +70,7 @@ def run(params: dict, reporter=None) -> dict:
     info.update(name=params.get("name") or f"{config.target} on {config.dataset}",
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 fingerprint=cat.fingerprint(dataset, settings), recipe_name=params.get("recipe"),
-                tags=list(params.get("tags") or []))
+                tags=list(params.get("tags") or []), created_by=created_by)
     path = runs.save_run(settings, info, result.model_text, result.curve, result.importance,
                          config.recipe.dumps() if config.recipe else None)
     return {"run_id": path.name, "metrics": result.metrics, "baselines": result.baselines,

@@ -1,4 +1,9 @@
-"""Job functions for tests of core.jobs (run in a worker process by import path)."""
+"""Job functions for tests of core.jobs, run in a worker process.
+
+They are registered in core.jobs.TEST_TARGETS under "test.*" keys, which a process knows only when its
+environment sets QUARRY_TEST_JOB_TARGETS=1 (the tests' fixture does; a worker inherits it): a job names a
+registry key, never a module to import.
+"""
 from __future__ import annotations
 
 import os

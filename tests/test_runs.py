@@ -237,6 +237,83 @@ def test_an_unknown_run_id_says_which_runs_exist(settings, boosters):
         runs.rename_run(settings, "nope", "x")
 
 
+# ----------------------------------------------------------------------------------------------
+# Run ids are names, never paths
+
+BAD_RUN_IDS = ["../x", "../../etc/passwd", "..", ".", "/etc", "/tmp/run", "x/../y", "run\n", "run\x00",
+               "ru\x00n", "a" * 10_000, "", " run", "run ", "rün", "..\\x", "-run", "_run", "a" * 81]
+
+
+@pytest.mark.parametrize("bad", BAD_RUN_IDS, ids=lambda b: repr(b)[:30])
+def test_a_bad_run_id_is_refused_before_any_path_is_made(settings, boosters, bad):
+    run_id, _ = save_trained(settings, "binary", booster=boosters["binary"])
+    escape = settings.workspace / "x"  # what "../x" would name from runs/ or evaluations/
+    escape.mkdir()
+    (escape / "keep").write_text("keep")
+    calls = (runs.load_run, runs.delete_run, lambda s, i: runs.rename_run(s, i, "new"),
+             lambda s, i: runs.tag_run(s, i, add=["t"]), lambda s, i: runs.compare_runs(s, [run_id, i]))
+    for call in calls:
+        with pytest.raises(runs.RunError, match="No run with the id") as err:
+            call(settings, bad)
+        assert len(err.value.message) < 80 and run_id in err.value.hint
+    with pytest.raises(runs.RunIdError, match="is not a run id") as err:
+        runs.cache_dir(settings, bad)
+    assert len(err.value.message) < 80
+    with pytest.raises(runs.RunIdError):
+        runs.check_run_id(bad)
+    assert (escape / "keep").read_text() == "keep"
+    assert [r.run_id for r in runs.list_runs(settings)] == [run_id]
+
+
+def test_run_ids_that_are_names_pass(settings):
+    for good in (runs.new_run_id(), "a", "A-b_9", "a" * 80):
+        assert runs.check_run_id(good) == good
+        assert runs.cache_dir(settings, good) == (settings.workspace / "evaluations").resolve() / good
+    for bad in (None, 7, b"run", ["run"]):
+        with pytest.raises(runs.RunIdError):
+            runs.check_run_id(bad)
+
+
+def test_a_run_folder_linked_from_outside_is_refused(settings, boosters, root):
+    import shutil
+
+    run_id, _ = save_trained(settings, "binary", booster=boosters["binary"])
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(settings.workspace / "runs" / run_id, elsewhere / run_id)
+    (settings.workspace / "runs" / run_id).symlink_to(elsewhere / run_id, target_is_directory=True)
+    with pytest.raises(runs.RunIdError, match="is outside"):
+        runs.load_run(settings, run_id)
+    with pytest.raises(runs.RunIdError, match="is outside"):
+        runs.delete_run(settings, run_id)
+    assert runs.list_runs(settings) == []
+    assert (elsewhere / run_id / "run.json").is_file()
+
+
+def test_an_evaluation_folder_linked_from_outside_is_refused(settings, boosters, root):
+    run_id, _ = save_trained(settings, "binary", booster=boosters["binary"])
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "keep").write_text("keep")
+    (settings.workspace / "evaluations").mkdir()
+    (settings.workspace / "evaluations" / run_id).symlink_to(root / "elsewhere", target_is_directory=True)
+    with pytest.raises(runs.RunIdError, match="is outside"):
+        runs.cache_dir(settings, run_id)
+    with pytest.raises(runs.RunIdError, match="is outside"):
+        runs.delete_run(settings, run_id)  # refused before anything is removed
+    assert (root / "elsewhere" / "keep").read_text() == "keep"
+    assert [r.run_id for r in runs.list_runs(settings)] == [run_id]
+
+
+def test_a_run_json_naming_another_run_id_is_damaged(settings, boosters):
+    """run.json's id names the run's caches (cache_dir): one that is not the folder's name is refused."""
+    run_id, _ = save_trained(settings, "binary", booster=boosters["binary"])
+    path = settings.workspace / "runs" / run_id / "run.json"
+    for other in ("../../x", "20990101-000000-000-000000"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "run_id": other}))
+        with pytest.raises(runs.RunError, match="damaged: run.json names the run"):
+            runs.load_run(settings, run_id)
+
+
 def test_save_refuses_a_bad_run_and_leaves_nothing(settings, boosters):
     text = boosters["binary"].model_to_string()
     good = run_json("binary", FEATURES, {"color": ["red"]})

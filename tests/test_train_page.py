@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import duckdb
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import catalog as cat
-from core import charts, engine, jobs, runs, train_job, tune
+from core import charts, engine, jobs, runs, train_job, tune, ui
+from core.fmt import md
 from tests.conftest import REPO, until, write_parquet
 
 APP = str(REPO / "app.py")
@@ -147,7 +149,7 @@ def test_cancel_stops_the_worker_and_keeps_no_run(settings, fraud):
     assert "Iteration" in [m.label for m in at.metric] and at.get("plotly_chart")
     at.button(key="train_cancel").click().run()  # the live fragment's button
     assert jobs.get(settings, job_id).state == "cancelled"
-    pid = int((jobs.folder(settings) / job_id / "pid").read_text())
+    pid = json.loads((jobs.folder(settings) / job_id / "worker.json").read_text())["pid"]
     until(lambda: not jobs._alive(pid), timeout=20)
     assert "Training cancelled" in texts(at.warning)
     assert jobs.get(settings, job_id).progress[-1]["iteration"] < 100_000
@@ -164,7 +166,7 @@ def test_cancel_stops_the_worker_and_keeps_no_run(settings, fraud):
 def test_bad_advanced_params_start_no_job(settings, fraud, params, message):
     at = open_page("train")
     fill_form(at, params=params)
-    assert at.error and at.error[0].value.startswith(message), texts(at.error)
+    assert at.error and at.error[0].value.startswith(md(message)), texts(at.error)  # shown as plain text
     assert jobs.list_jobs(settings) == [] and "train_job" not in at.session_state
 
 
@@ -172,6 +174,32 @@ def test_an_unknown_job_in_the_url_is_said_and_forgotten(settings, fraud):
     at = open_page("train", job="20250101-000000-abcdef")
     assert texts(at.error) == "There is no job '20250101-000000-abcdef'."
     assert "job" not in at.query_params and "train_job" not in at.session_state
+
+
+@pytest.mark.parametrize("bad", ["../../demo", "/tmp/demo", "20250101-000000-abcdef/../../../demo",
+                                 "20250101-000000-abcdef\n", "9" * 5000])
+def test_a_job_id_that_is_a_path_is_refused_not_followed(settings, root, bad):
+    """?job=../../demo names a folder outside workspace/jobs whose planted pid file names another process:
+    the page says the id is not one, forgets it, and neither shows nor cancels that 'job'."""
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        demo = root / "demo"
+        demo.mkdir()
+        jobs.folder(settings).mkdir(parents=True)  # as in any workspace that ran a job: ".." then resolves
+        (demo / "job.json").write_text(json.dumps({"job_id": "x", "kind": "train", "target": "os:system",
+                                                   "params": {}, "title": "planted", "started_at": "2026"}))
+        (demo / "pid").write_text(str(stranger.pid))
+        at = open_page("train", job=bad)
+        assert texts(at.error).endswith("is not a job id.")
+        assert "20261203-174000-a1b2c3" in texts(at.caption)
+        assert "job" not in at.query_params and "train_job" not in at.session_state
+        assert "train_cancel" not in [b.key for b in at.button]
+        assert not (demo / "cancelled").exists() and stranger.poll() is None
+        with pytest.raises(jobs.JobIdError):  # nor can anything put such an id in the session or the URL
+            ui.follow_job(bad)
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_no_target_starts_no_job(settings, fraud):
