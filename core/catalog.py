@@ -4,6 +4,10 @@ A dataset is a name plus a source (a file, a folder or a glob) under the data ro
 catalog lives in the workspace as ``catalog.json`` (written atomically, under a file lock, so
 the app and the CLI can both register); each dataset is a DuckDB view over its files, so a
 dataset's name is a table name in SQL. Registering never touches the user's files.
+
+A copy of the catalog as last written is kept beside it (``catalog.json.bak``). A catalog.json
+that cannot be read or is damaged raises CatalogError and is never overwritten or repaired: the
+user decides. A dataset whose files went away (check_files) fails on its own; the others work.
 """
 from __future__ import annotations
 
@@ -15,14 +19,15 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
+from core import audit, auth
 from core.engine import quote_ident, quote_literal, translate
-from core.errors import DatasetError, QuarryError
+from core.errors import DatasetError, PathError, QuarryError
 from core.settings import Settings
 from core.sources import (
     CSV_EXT,
@@ -48,6 +53,7 @@ class Dataset:
     format: str  # "parquet" | "csv"
     hive: bool = False
     registered_at: str = ""
+    created_by: str = ""  # who registered it (core.auth.who(): an email, "password user" or the OS user)
 
     def scan_sql(self) -> str:
         """The DuckDB table expression that reads this dataset's files."""
@@ -107,17 +113,100 @@ def check_name(name: str) -> str:
 # The catalog file
 
 
+class CatalogError(QuarryError):
+    """The workspace's catalog.json cannot be read, is damaged, or cannot be saved."""
+
+
+# Each Dataset field's JSON type, from its annotation ("str", "bool"): a field added later is checked too.
+_FIELD_TYPES = {"str": str, "bool": bool, "int": int}
+_REQUIRED = tuple(f.name for f in fields(Dataset) if f.default is MISSING and f.default_factory is MISSING)
+
+
+def parse_catalog(text: bytes) -> dict[str, Dataset]:
+    """The datasets in a catalog.json's text; anything but the shape Quarry writes raises ValueError saying what.
+
+    Checked field by field, so a hand-edited or half-written catalog is refused with a reason instead of
+    failing later on some page (a name that is not a table name, a 'hive' that is not true/false).
+    """
+    if not text.strip():
+        raise ValueError("it is empty")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"it holds {_kind(doc)}, not an object with a 'datasets' list")
+    version = doc.get("version", CATALOG_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"'version' is {_kind(version)}, not a number")
+    if version > CATALOG_VERSION:
+        raise ValueError(f"it was written by a newer Quarry (catalog version {version}; this one reads "
+                         f"{CATALOG_VERSION})")
+    entries = doc.get("datasets")
+    if not isinstance(entries, list):
+        raise ValueError("it has no 'datasets' list" if entries is None else
+                         f"'datasets' is {_kind(entries)}, not a list")
+    known = {f.name: _FIELD_TYPES.get(str(f.type), object) for f in fields(Dataset)}
+    datasets: dict[str, Dataset] = {}
+    for i, entry in enumerate(entries, start=1):
+        where = f"dataset {i} of {len(entries)}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} is {_kind(entry)}, not an object")
+        missing = [k for k in _REQUIRED if k not in entry]
+        if missing:
+            raise ValueError(f"{where} has no {missing[0]!r}")
+        for key, value in entry.items():
+            if key not in known:
+                raise ValueError(f"{where} has an unknown field {key!r}")
+            want = known[key]
+            if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+                raise ValueError(f"{where}: {key!r} is {_kind(value)}, not {_kind(want())}")
+        name = entry["name"]
+        if not NAME_RE.match(name):
+            raise ValueError(f"{where}: {name[:70]!r} is not a dataset name")
+        if entry["format"] not in ("parquet", "csv"):
+            raise ValueError(f"{where} ({name}): format {entry['format'][:20]!r} is not 'parquet' or 'csv'")
+        if not entry["source"].strip() or "\x00" in entry["source"]:
+            raise ValueError(f"{where} ({name}): its source is not a path")
+        if name in datasets:
+            raise ValueError(f"the name {name!r} appears twice")
+        datasets[name] = Dataset(**entry)
+    return datasets
+
+
+def _kind(value: object) -> str:
+    """'a list', 'text', 'a number' ... for messages about JSON values."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return {"list": "a list", "dict": "an object"}.get(type(value).__name__, type(value).__name__)
+
+
 class Catalog:
     """The registered datasets of one workspace, persisted in ``catalog.json``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.path = settings.workspace / "catalog.json"
+        # The catalog as Quarry last wrote it, kept beside it: what a damaged catalog.json is restored from.
+        self.backup = settings.workspace / "catalog.json.bak"
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.settings.workspace.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.workspace / "catalog.lock", "w") as lock:
+        try:
+            self.settings.workspace.mkdir(parents=True, exist_ok=True)
+            lock = open(self.settings.workspace / "catalog.lock", "w")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise CatalogError(f"Quarry cannot write in the workspace {self.settings.workspace} "
+                               f"({exc.strerror or exc}), so the catalog cannot change.",
+                               "Check the folder's permissions and free space, or point QUARRY_WORKSPACE "
+                               "at a writable folder.") from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -125,22 +214,53 @@ class Catalog:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _read(self) -> dict[str, Dataset]:
-        if not self.path.exists():
-            return {}
+        """The datasets in catalog.json; a file that cannot be read or is damaged raises and is left as it is."""
         try:
-            doc = json.loads(self.path.read_text())
-            return {d["name"]: Dataset(**d) for d in doc["datasets"]}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise QuarryError(f"The workspace catalog {self.path} is damaged ({exc}).",
-                              "Restore it from a backup, or delete it and register the datasets again.") from None
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except IsADirectoryError:
+            raise self._damaged("is a folder, not a file") from None
+        except OSError as exc:
+            raise self._damaged(f"cannot be read ({exc.strerror or exc})", unreadable=True) from None
+        try:
+            return parse_catalog(text)
+        except ValueError as exc:
+            raise self._damaged(f"is damaged ({exc})") from None
+
+    def _damaged(self, what: str, unreadable: bool = False) -> CatalogError:
+        """The error for a catalog.json Quarry cannot use: never repaired or overwritten, so the user decides."""
+        fix = ("give the user running Quarry read access to it, or move it away to start with an empty catalog"
+               if unreadable else "move it away (e.g. rename it catalog.json.old) to start with an empty catalog")
+        hint = f"Quarry has not changed it: {fix}, then register the datasets again."
+        try:
+            kept = parse_catalog(self.backup.read_bytes())
+        except (OSError, ValueError):
+            kept = None
+        if kept is not None:
+            hint += (f" Or restore the copy Quarry kept of the catalog as it last wrote it ({len(kept)} dataset"
+                     f"{'' if len(kept) == 1 else 's'}): copy {self.backup} over {self.path.name}.")
+        return CatalogError(f"The catalog file {self.path} {what}.", hint)
 
     def _write(self, datasets: dict[str, Dataset]) -> None:
         doc = {"version": CATALOG_VERSION, "datasets": [asdict(d) for d in datasets.values()]}
+        try:
+            self._write_json(self.path, doc)
+        except OSError as exc:
+            raise CatalogError(f"Quarry could not save the catalog {self.path} ({exc.strerror or exc}); "
+                               "it is as it was.",
+                               "Check free space and permissions in the workspace folder, then try again.") from None
+        # Best effort: the change is saved; a backup that cannot be written only means an older one stays.
+        with suppress(OSError):
+            self._write_json(self.backup, doc)
+
+    def _write_json(self, path: Path, doc: dict) -> None:
+        """Write `doc` to `path` whole or not at all (a temporary file renamed onto it)."""
         fd, tmp = tempfile.mkstemp(dir=self.settings.workspace, prefix=".catalog-", suffix=".json")
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(doc, fh, indent=1)
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -176,13 +296,15 @@ class Catalog:
         return dataset
 
     def remove(self, name: str) -> Dataset:
-        """Forget a dataset (its files stay where they are)."""
+        """Forget a dataset (its files stay where they are). Admins only (core.auth)."""
+        auth.require("remove_dataset")
         with self._locked():
             datasets = self._read()
             if name not in datasets:
                 self.get(name)  # raises the 'no dataset' message
             gone = datasets.pop(name)
             self._write(datasets)
+        audit.record(self.settings, "dataset.remove", name=name, source=gone.source)
         return gone
 
     def unique_name(self, base: str) -> str:
@@ -212,7 +334,8 @@ def inspect_source(con: duckdb.DuckDBPyConnection, text: str, settings: Settings
     elif all(f.stat().st_size == 0 for f in files):
         raise DatasetError(f"{files[0].name} is empty (0 bytes).", "Re-export the file; an empty file holds no table.")
     hive = bool(hive_partitions(files))
-    dataset = Dataset(check_name(name), source, fmt, hive, datetime.now(UTC).isoformat(timespec="seconds"))
+    dataset = Dataset(check_name(name), source, fmt, hive, datetime.now(UTC).isoformat(timespec="seconds"),
+                      created_by=auth.who())
     cur = con.cursor()
     try:
         cols = cur.execute(f"DESCRIBE SELECT * FROM {dataset.scan_sql()}").fetchall()
@@ -240,6 +363,7 @@ def register(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str, name: 
     replace
         Replace a dataset of the same name instead of refusing.
     """
+    auth.require("register")
     if name:
         check_name(name)
     resolved = resolve_files(text, catalog.settings)
@@ -250,6 +374,7 @@ def register(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str, name: 
             name = catalog.unique_name(name)
     dataset = catalog.add(inspect_source(con, text, catalog.settings, name, resolved=resolved), replace=replace)
     sync_views(con, [dataset], drop_others=False)
+    audit.record(catalog.settings, "dataset.register", name=dataset.name, source=dataset.source)
     return dataset
 
 
@@ -286,34 +411,69 @@ def _drop_view(cur: duckdb.DuckDBPyConnection, name: str) -> None:
         cur.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
 
 
+def _broken(dataset: Dataset, what: str) -> DatasetError:
+    """The error for a registered dataset whose files were deleted, moved, cut short or made unreadable."""
+    return DatasetError(f"The files of dataset {dataset.name!r} {what}.",
+                        f"Put them back, or remove {dataset.name!r} on the Data page and register the files "
+                        "again from where they are now; the other datasets are not affected.")
+
+
+def check_files(dataset: Dataset, settings: Settings, *, open_files: bool = True) -> list[Path]:
+    """A registered dataset's files as they are now; gone, unreadable or damaged files raise a DatasetError.
+
+    `open_files=False` only finds them (no Parquet marker checks): for callers that run on every page.
+    """
+    try:
+        _, files = resolve_files(dataset.source, settings)
+        if dataset.format == "parquet" and open_files:
+            for f in files[:10_000]:
+                check_parquet_file(f)
+    except PathError as exc:
+        gone = exc.message.startswith(("No file or folder", "No files match"))
+        what = exc.message.rstrip(".")
+        raise _broken(dataset, f"are gone: {what}" if gone else f"cannot be read: {what}") from None
+    except QuarryError as exc:
+        raise _broken(dataset, f"cannot be read: {exc.message.rstrip('.')}") from None
+    except OSError as exc:  # a folder or file made unreadable since registration
+        raise _broken(dataset, f"cannot be read: {exc.filename or dataset.source}: {exc.strerror or exc}") from None
+    return files
+
+
 def fingerprint(dataset: Dataset, settings: Settings) -> str:
     """Identity of a dataset's current files (paths, sizes, modification times): a change shows."""
-    _, files = resolve_files(dataset.source, settings)
+    files = check_files(dataset, settings, open_files=False)
     h = hashlib.sha256(f"{dataset.format}|{dataset.hive}|{dataset.source}".encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"|{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+    try:
+        for f in files:
+            st = f.stat()
+            h.update(f"|{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+    except OSError as exc:  # deleted between the listing and now
+        raise _broken(dataset, f"are gone: {exc.filename}: {exc.strerror}") from None
     return h.hexdigest()[:20]
 
 
 def describe(con: duckdb.DuckDBPyConnection, dataset: Dataset, settings: Settings) -> DatasetInfo:
-    """Schema, row count (from Parquet metadata where possible), files, bytes and partitions."""
-    try:
-        _, files = resolve_files(dataset.source, settings)
-    except QuarryError as exc:
-        raise DatasetError(f"The files of dataset {dataset.name!r} cannot be read: {exc.message}",
-                           "Put the files back, or remove the dataset and register it again.") from None
+    """Schema, row count (from Parquet metadata where possible), files, bytes and partitions.
+
+    Reads the files themselves, not the view: a view that could not be made (files gone) says nothing.
+    """
+    files = check_files(dataset, settings)
     sync_views(con, [dataset], drop_others=False)
     cur = con.cursor()
     try:
-        table = quote_ident(dataset.name)
-        cols = tuple(Column(n, t) for n, t, *_ in cur.execute(f"DESCRIBE {table}").fetchall())
-        rows = int(cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+        scan = dataset.scan_sql()
+        cols = tuple(Column(n, t) for n, t, *_ in cur.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall())
+        rows = int(cur.execute(f"SELECT count(*) FROM {scan}").fetchall()[0][0])
+    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+        raise _broken(dataset, f"cannot be read: {str(exc).splitlines()[0]}") from None
     except duckdb.Error as exc:
         raise translate(exc, f"Reading dataset {dataset.name!r}") from None
     finally:
         cur.close()
-    size = sum(f.stat().st_size for f in files)
+    try:
+        size = sum(f.stat().st_size for f in files)
+    except OSError as exc:
+        raise _broken(dataset, f"are gone: {exc.filename}: {exc.strerror}") from None
     return DatasetInfo(dataset, rows, cols, len(files), size, hive_partitions(files) if dataset.hive else ())
 
 

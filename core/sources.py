@@ -9,6 +9,7 @@ import glob as globlib
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,24 +151,67 @@ def discover(settings: Settings, limit: int = 500) -> list[str]:
     return found
 
 
-def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
-    """Store an uploaded file in the uploads folder (never over an existing file), atomically."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name).lstrip(".") or "upload"
-    if not safe.lower().endswith(PARQUET_EXT + CSV_EXT):
-        raise DatasetError(f"{filename} is not a Parquet or CSV file.",
+UPLOAD_STEM_MAX = 100  # characters kept of an upload's name: far below the 255 bytes file systems allow
+# Names Windows reserves (a workspace may sit on a shared drive): stored with a prefix.
+RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+
+
+def shown_name(filename: str, limit: int = 80) -> str:
+    """A file name as a message may show it: control characters as '?', at most `limit` characters."""
+    text = re.sub(r"[\x00-\x1f\x7f]", "?", filename)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _split_ext(name: str) -> tuple[str, str]:
+    """('flights', '.csv.gz') from 'flights.CSV.gz': the longest Parquet or CSV extension, lower case; '' if none."""
+    ext = next((e for e in sorted(PARQUET_EXT + CSV_EXT, key=len, reverse=True) if name.lower().endswith(e)), "")
+    return name[: len(name) - len(ext)], ext
+
+
+def upload_name(filename: str) -> str:
+    """The name an upload is stored under: ASCII letters, digits, '_' and '-' plus its lower-case extension.
+
+    The browser sends any text: a path, '..', NUL and control characters, 300 characters, look-alike
+    unicode. Only the part after the last slash counts, after NFKC folds look-alikes ('．parquet');
+    every other character becomes '_'; the stem is cut to UPLOAD_STEM_MAX characters. A name that
+    is not Parquet or CSV is refused.
+    """
+    base = re.split(r"[/\\]", unicodedata.normalize("NFKC", filename))[-1]
+    stem, ext = _split_ext(base)
+    if not ext:
+        raise DatasetError(f"{shown_name(filename)!r} is not a Parquet or CSV file.",
                            "Upload a .parquet or .csv file; bigger files are registered from a path.")
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:UPLOAD_STEM_MAX].rstrip("_-")
+    stem = stem or "upload"
+    if stem.upper() in RESERVED_NAMES:
+        stem = f"upload_{stem}"
+    return stem + ext
+
+
+def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
+    """Store an uploaded file in the uploads folder (never over an existing file), atomically.
+
+    The stored name comes from upload_name, so nothing is written outside the uploads folder.
+    """
+    safe = upload_name(filename)
+    stem, ext = _split_ext(safe)
     folder = settings.uploads_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    target, n = folder / safe, 2
-    while target.exists():
-        stem, dot, ext = safe.partition(".")
-        target, n = folder / f"{stem}_{n}{dot}{ext}", n + 1
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        target, n = folder / safe, 2
+        while target.exists() or target.is_symlink():
+            target, n = folder / f"{stem}_{n}{ext}", n + 1
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"The upload {shown_name(filename)!r} could not be stored in {folder} "
+                           f"({exc.strerror or exc}).",
+                           "Check free space and permissions of the uploads folder, or put the file under a "
+                           "data root and register its path.") from None
     return target

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from core import catalog as cat
-from core import engine, sources
+from core import engine, sandbox, sources
 from core.errors import DatasetError, PathError, QuarryError
 from tests.conftest import sample_table, write_parquet
 
@@ -173,7 +173,7 @@ def test_zero_rows_registers_and_says_so(con, catalog, settings, root):
     path = write_parquet(root / "none.parquet", sample_table(10).slice(0, 0))
     d = cat.register(con, catalog, str(path))
     assert cat.describe(con, d, settings).rows == 0
-    page = engine.preview(con, d.name)
+    page = sandbox.preview(catalog, d.name)
     assert (page.total_rows, page.table.num_rows, page.caption()) == (0, 0, "No rows match.")
 
 
@@ -182,7 +182,7 @@ def test_file_deleted_after_registration(con, catalog, settings, root, sample):
     d = cat.register(con, catalog, str(gone))
     cat.register(con, catalog, str(sample))
     gone.unlink()
-    with pytest.raises(DatasetError, match="cannot be read"):
+    with pytest.raises(DatasetError, match="The files of dataset 'gone' are gone: No file or folder at"):
         cat.describe(con, d, settings)
     cat.sync_views(con, catalog.list())  # the missing file does not break the others
     assert cat.describe(con, catalog.get("sample"), settings).rows == 1000
@@ -212,7 +212,7 @@ def test_catalog_write_is_atomic(con, catalog, sample, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(cat.json, "dump", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(cat.CatalogError, match=r"could not save the catalog .* \(disk full\); it is as it was"):
         cat.register(con, catalog, str(sample), name="second")
     assert catalog.path.read_text() == original
     assert not [p for p in catalog.path.parent.iterdir() if p.name.startswith(".catalog-")]
@@ -287,3 +287,216 @@ def test_sessions_syncing_views_at_once_do_not_collide(con, catalog, settings, r
         t.join()
     assert errors == []
     assert con.execute('SELECT count(*) FROM "t19"').fetchone()[0] == 20
+
+
+# ----------------------------------------------------------------------------------------------
+# A catalog.json Quarry cannot use: said clearly, never overwritten or repaired
+
+
+GOOD_ENTRY = '{"name": "a", "source": "/data/a.parquet", "format": "parquet"}'
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (None, "is a folder, not a file"),
+    (b"", "is damaged (it is empty)"),
+    (b'{"version": 1, "datasets": [{"name": "a", "sou', "is damaged (not valid JSON: Unterminated string"),
+    (b"{ not json", "is damaged (not valid JSON"),
+    (b"\xff\xfe\x00garbage", "is damaged (not valid JSON"),
+    (b"[" * 100_000, "is damaged (not valid JSON"),
+    (b"[]", "is damaged (it holds a list, not an object with a 'datasets' list)"),
+    (b'{"version": 1}', "is damaged (it has no 'datasets' list)"),
+    (b'{"datasets": {}}', "is damaged ('datasets' is an object, not a list)"),
+    (b'{"version": "1", "datasets": []}', "is damaged ('version' is text, not a number)"),
+    (b'{"version": 99, "datasets": []}', "is damaged (it was written by a newer Quarry (catalog version 99"),
+    (b'{"datasets": [1]}', "is damaged (dataset 1 of 1 is a number, not an object)"),
+    (b'{"datasets": [{"source": "/data/a.parquet", "format": "parquet"}]}', "dataset 1 of 1 has no 'name'"),
+    (b'{"datasets": [{"name": 5, "source": "/data/a.parquet", "format": "parquet"}]}',
+     "dataset 1 of 1: 'name' is a number, not text"),
+    (b'{"datasets": [{"name": "a", "source": "/data/a.parquet", "format": "parquet", "hive": "yes"}]}',
+     "dataset 1 of 1: 'hive' is text, not true/false"),
+    (b'{"datasets": [{"name": "a b; DROP", "source": "/data/a.parquet", "format": "parquet"}]}',
+     "dataset 1 of 1: 'a b; DROP' is not a dataset name"),
+    (b'{"datasets": [{"name": "a", "source": "/data/a.xlsx", "format": "xlsx"}]}',
+     "dataset 1 of 1 (a): format 'xlsx' is not 'parquet' or 'csv'"),
+    (b'{"datasets": [{"name": "a", "source": "", "format": "csv"}]}', "dataset 1 of 1 (a): its source is not a path"),
+    (b'{"datasets": [{"name": "a", "source": "/d/a.parquet", "format": "parquet", "colour": "red"}]}',
+     "dataset 1 of 1 has an unknown field 'colour'"),
+    (f'{{"datasets": [{GOOD_ENTRY}, {GOOD_ENTRY}]}}'.encode(), "is damaged (the name 'a' appears twice)"),
+])
+def test_an_unusable_catalog_is_refused_clearly_and_left_as_it_is(con, catalog, settings, sample, content, words):
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    if content is None:
+        catalog.path.mkdir()
+    else:
+        catalog.path.write_bytes(content)
+    for attempt in (catalog.list, lambda: cat.register(con, catalog, str(sample))):
+        with pytest.raises(cat.CatalogError) as exc:
+            attempt()
+        assert exc.value.message.startswith(f"The catalog file {catalog.path} "), exc.value.message
+        assert words in exc.value.message
+        assert exc.value.hint.startswith("Quarry has not changed it: move it away")
+        assert len(exc.value.message) < 400
+    assert catalog.path.is_dir() if content is None else catalog.path.read_bytes() == content
+    assert not catalog.backup.exists()
+
+
+def test_an_unreadable_catalog_says_so(catalog, settings, monkeypatch):
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    catalog.path.write_text('{"version": 1, "datasets": []}')
+    real = Path.read_bytes
+
+    def denied(self):
+        if self == catalog.path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(cat.CatalogError) as exc:
+        catalog.names()
+    assert exc.value.message == f"The catalog file {catalog.path} cannot be read (Permission denied)."
+    assert "give the user running Quarry read access to it" in exc.value.hint
+
+
+def test_a_damaged_catalog_offers_the_copy_quarry_kept(con, catalog, root, sample):
+    cat.register(con, catalog, str(sample), name="a")
+    cat.register(con, catalog, str(write_parquet(root / "b.parquet", sample_table(3))), name="b")
+    good = catalog.path.read_bytes()
+    assert catalog.backup.read_bytes() == good  # the last catalog written, kept beside it
+    catalog.path.write_bytes(good[: len(good) // 2])  # cut short: a full disk, a bad copy
+    with pytest.raises(cat.CatalogError) as exc:
+        catalog.list()
+    assert f"({len(good) // 2 and 'not valid JSON'}" in exc.value.message
+    assert exc.value.hint.endswith(f"the catalog as it last wrote it (2 datasets): copy {catalog.backup} over "
+                                   "catalog.json.")
+    catalog.path.write_bytes(catalog.backup.read_bytes())
+    assert catalog.names() == ["a", "b"]
+
+
+# ----------------------------------------------------------------------------------------------
+# A registered dataset whose files went away: it says so; the others keep working
+
+
+def _garble(path: Path) -> None:
+    """Keep the Parquet markers at both ends, scramble the middle: only DuckDB can tell."""
+    data, st = path.read_bytes(), path.stat()
+    path.write_bytes(data[:4] + bytes(len(data) - 8) + data[-4:])
+    # Written later, as in life: DuckDB keeps a file's footer until its modification time changes.
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _move(path: Path) -> None:
+    path.rename(path.with_name("moved.parquet"))
+
+
+@pytest.mark.parametrize(("damage", "words"), [
+    (_delete, "are gone: No file or folder at {path}"),
+    (_move, "are gone: No file or folder at {path}"),
+    (lambda p: p.write_bytes(p.read_bytes()[:300]),
+     "cannot be read: broken.parquet is a truncated or unfinished Parquet file (its footer is missing)"),
+    (lambda p: p.write_text("id,amount\n1,2\n"), "cannot be read: broken.parquet is not a Parquet file"),
+    (_garble, "cannot be read: "),
+])
+def test_a_dataset_whose_files_went_away_says_so_and_the_others_work(con, catalog, settings, root, sample,
+                                                                     damage, words):
+    broken = write_parquet(root / "broken.parquet", sample_table(50))
+    d = cat.register(con, catalog, str(broken))
+    cat.register(con, catalog, str(sample))
+    damage(broken)
+    expected = f"The files of dataset 'broken' {words.format(path=broken)}"
+    attempts = [lambda: cat.describe(con, d, settings)]
+    if damage in (_delete, _move):  # a fingerprint looks at names, sizes and times, not inside the files
+        attempts.append(lambda: cat.fingerprint(d, settings))
+    for attempt in attempts:
+        with pytest.raises(DatasetError) as exc:
+            attempt()
+        assert exc.value.message.startswith(expected), exc.value.message
+        assert exc.value.hint.startswith("Put them back, or remove 'broken' on the Data page")
+    fresh = engine.connect(settings)  # a new process: its views are made from the catalog
+    try:
+        cat.sync_views(fresh, catalog.list())
+        assert cat.describe(fresh, catalog.get("sample"), settings).rows == 1000
+        assert fresh.execute('SELECT count(*) FROM "sample"').fetchone()[0] == 1000
+    finally:
+        fresh.close()
+
+
+def test_a_folder_dataset_moved_away_says_so(con, catalog, settings, root, sample):
+    for part in ("a", "b"):
+        write_parquet(root / "parts" / f"{part}.parquet", sample_table(4))
+    d = cat.register(con, catalog, "parts")
+    (root / "parts").rename(root / "elsewhere")
+    with pytest.raises(DatasetError, match=r"The files of dataset 'parts' are gone: No files match .*parts"):
+        cat.describe(con, d, settings)
+
+
+# ----------------------------------------------------------------------------------------------
+# Upload names: whatever the browser sends, a safe name in the uploads folder or a clear refusal
+
+
+def _bytes_for(name: str) -> bytes:
+    sink = pa.BufferOutputStream()
+    if name.endswith(".csv"):
+        pacsv.write_csv(sample_table(5), sink)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(sample_table(5), sink)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize(("filename", "stored"), [
+    ("x" * 300 + ".parquet", "x" * 100 + ".parquet"),
+    ("é" * 200 + "data.parquet", "data.parquet"),
+    ("../../etc/flights.parquet", "flights.parquet"),
+    ("..\\..\\windows\\flights.parquet", "flights.parquet"),
+    ("/etc/cron.d/flights.parquet", "flights.parquet"),
+    ("fli\x00ghts.parquet", "fli_ghts.parquet"),
+    ("a\nb\tc\x1b[31m.csv", "a_b_c_31m.csv"),
+    ("my.data.v2.CSV", "my_data_v2.csv"),
+    ("....parquet", "upload.parquet"),
+    (".parquet", "upload.parquet"),
+    ("..", None),
+    ("CON.parquet", "upload_CON.parquet"),
+    ("ｆｌｉｇｈｔｓ．ｐａｒｑｕｅｔ", "flights.parquet"),  # full-width look-alikes, NFKC-folded
+    ("a／..／..／b.parquet", "b.parquet"),  # a full-width slash is a slash after folding
+    ("ﬁle\u202egnp.parquet", "file_gnp.parquet"),  # ligature, right-to-left override
+])
+def test_upload_names_become_safe_names_in_the_uploads_folder(con, catalog, settings, root, filename, stored):
+    before = sorted(p for p in root.rglob("*") if "workspace" not in p.parts)
+    if stored is None:
+        with pytest.raises(DatasetError, match="is not a Parquet or CSV file"):
+            cat.register_upload(con, catalog, filename, b"x")
+        assert sorted(p for p in root.rglob("*") if "workspace" not in p.parts) == before
+        return
+    d = cat.register_upload(con, catalog, filename, _bytes_for(stored))
+    assert Path(d.source) == settings.uploads_dir / stored
+    assert [p.name for p in settings.uploads_dir.iterdir()] == [stored]
+    after = sorted(p for p in root.rglob("*") if "workspace" not in p.parts)
+    assert set(after) - set(before) == {settings.uploads_dir, settings.uploads_dir / stored}
+    assert cat.describe(con, d, settings).rows == 5
+
+
+@pytest.mark.parametrize(("filename", "shown"), [
+    ("notes.txt", "'notes.txt' is not a Parquet or CSV file."),
+    ("evil\x00\x1b.sh", "'evil??.sh' is not a Parquet or CSV file."),
+    ("y" * 300 + ".exe", "'" + "y" * 79 + "…' is not a Parquet or CSV file."),
+    ("", "'' is not a Parquet or CSV file."),
+])
+def test_refused_upload_names_are_shown_short_and_clean(settings, filename, shown):
+    with pytest.raises(DatasetError) as exc:
+        sources.save_upload(settings, filename, b"x")
+    assert exc.value.message == shown
+
+
+def test_an_upload_that_cannot_be_stored_is_a_clear_error(con, catalog, settings):
+    settings.uploads_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.uploads_dir.write_text("a file where the uploads folder should be")
+    with pytest.raises(DatasetError) as exc:
+        cat.register_upload(con, catalog, "flights.parquet", _bytes_for("flights.parquet"))
+    assert exc.value.message == (f"The upload 'flights.parquet' could not be stored in {settings.uploads_dir} "
+                                 "(File exists).")
+    assert catalog.names() == []
