@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from core.correlate import Correlations
+from core.fmt import chart_text
 from core.missingness import MissingPatterns
 from core.profile import ColumnProfile, Profile
 from core.target import TargetAnalysis, TargetBreakdown
@@ -17,9 +18,10 @@ LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), heig
 
 
 def _fig(title: str, x_title: str, y_title: str) -> go.Figure:
+    """An empty figure in the house layout; the titles are plain text (they often hold column names)."""
     fig = go.Figure()
-    fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)), xaxis_title=x_title, yaxis_title=y_title,
-                      **LAYOUT)
+    fig.update_layout(title=dict(text=chart_text(title), x=0, font=dict(size=15)), xaxis_title=chart_text(x_title),
+                      yaxis_title=chart_text(y_title), **LAYOUT)
     return fig
 
 
@@ -46,7 +48,7 @@ def top_values(col: ColumnProfile) -> go.Figure | None:
     """The most frequent values as horizontal bars, with 'other' for the rest."""
     if not col.top:
         return None
-    labels = [("(empty)" if v == "" else str(v)) for v, _ in col.top]
+    labels = [("(empty)" if v == "" else chart_text(v)) for v, _ in col.top]
     counts = [n for _, n in col.top]
     colors = [ACCENT] * len(labels)
     if col.other:
@@ -78,7 +80,7 @@ def missing(p: Profile, limit: int = 30) -> go.Figure | None:
     if not cols:
         return None
     fig = _fig(f"Missing values ({len(cols)} column{'s' if len(cols) > 1 else ''} with any)", "% of rows", "")
-    fig.add_bar(x=[c.missing_pct for c in cols][::-1], y=[c.name for c in cols][::-1], orientation="h",
+    fig.add_bar(x=[c.missing_pct for c in cols][::-1], y=[chart_text(c.name) for c in cols][::-1], orientation="h",
                 marker_color=ACCENT, customdata=[c.missing for c in cols][::-1],
                 hovertemplate="%{y}: %{x:.1f}% (%{customdata:,} rows)<extra></extra>")
     fig.update_layout(height=max(220, 24 * len(cols) + 90))
@@ -103,7 +105,8 @@ def _matrix(title: str, columns: tuple[str, ...], matrix: tuple, lo: float) -> g
     z = [[v if v is not None else None for v in row] for row in matrix]
     text = [["" if v is None else f"{v:.2f}" for v in row] for row in matrix]
     fig = _fig(title, "", "")
-    fig.add_heatmap(z=z, x=list(columns), y=list(columns), zmin=lo, zmax=1.0, text=text,
+    names = [chart_text(c) for c in columns]
+    fig.add_heatmap(z=z, x=names, y=names, zmin=lo, zmax=1.0, text=text,
                     texttemplate="%{text}", colorscale="RdBu" if lo < 0 else "Teal", reversescale=lo < 0,
                     hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>", colorbar=dict(thickness=12))
     size = max(320, 36 * len(columns) + 140)
@@ -123,7 +126,7 @@ def feature_strengths(t: TargetAnalysis, limit: int = 30) -> go.Figure | None:
     if not rel:
         return None
     fig = _fig(f"Features most related to {t.target} ({t.task})", "strength", "")
-    fig.add_bar(x=[f.score for f in rel][::-1], y=[f.feature for f in rel][::-1], orientation="h",
+    fig.add_bar(x=[f.score for f in rel][::-1], y=[chart_text(f.feature) for f in rel][::-1], orientation="h",
                 marker_color=ACCENT, customdata=[METRIC_NAMES.get(f.metric, f.metric) for f in rel][::-1],
                 hovertemplate="%{y}: %{x:.3f} (%{customdata})<extra></extra>")
     fig.update_layout(height=max(240, 24 * len(rel) + 90))
@@ -134,7 +137,8 @@ def feature_strengths(t: TargetAnalysis, limit: int = 30) -> go.Figure | None:
 def target_breakdown(b: TargetBreakdown) -> go.Figure:
     """Rows per bin of a feature (bars) and the target in each bin (line: positive rate or mean)."""
     fig = _fig(f"{b.target} across {b.feature}", b.feature, "rows")
-    fig.add_bar(x=list(b.labels), y=list(b.rows), marker_color=MUTED, name="rows",
+    labels = [chart_text(v) for v in b.labels]
+    fig.add_bar(x=labels, y=list(b.rows), marker_color=MUTED, name="rows",
                 hovertemplate="%{x}: %{y:,} rows<extra></extra>")
     if b.task == "binary":
         line, label = [100 * r for r in b.positive_rate], f"% {b.target} = {b.positive}"
@@ -142,7 +146,8 @@ def target_breakdown(b: TargetBreakdown) -> go.Figure:
         line, label = list(b.mean), f"mean {b.target}"
     else:
         line, label = [100 * s[0] for s in b.shares], f"% {b.target} = {b.classes[0]}" if b.classes else ""
-    fig.add_scatter(x=list(b.labels), y=line, yaxis="y2", mode="lines+markers", name=label,
+    label = chart_text(label)
+    fig.add_scatter(x=labels, y=line, yaxis="y2", mode="lines+markers", name=label,
                     line=dict(color=ACCENT, width=3), hovertemplate="%{x}: %{y:,.3g}<extra></extra>")
     share = b.task != "regression"
     fig.update_layout(yaxis2=dict(title=label, overlaying="y", side="right", showgrid=False,
@@ -212,7 +217,7 @@ def importance(imp: dict, by: str = "gain", limit: int = 30) -> go.Figure | None
     words = {"gain": "total gain", "split": "splits"}
     shown = f"top {len(order)} of {len(names)}" if len(names) > len(order) else f"{len(names)} features"
     fig = _fig(f"Importance by {words.get(by, by)} ({shown})", words.get(by, by), "")
-    fig.add_bar(x=[values[i] for i in order][::-1], y=[names[i] for i in order][::-1], orientation="h",
+    fig.add_bar(x=[values[i] for i in order][::-1], y=[chart_text(names[i]) for i in order][::-1], orientation="h",
                 marker_color=ACCENT if by == "gain" else "#3A7CA5",
                 hovertemplate="%{y}: %{x:,.4g}<extra></extra>")
     fig.update_layout(height=max(240, 22 * len(order) + 90))
@@ -227,7 +232,8 @@ def compare_curves(curves: dict[str, dict], limit: int = CURVE_POINTS) -> go.Fig
     metrics = {c.get("metric") for c in curves.values()} - {None}
     metric = metrics.pop() if len(metrics) == 1 else "first metric of each run"
     fig = _fig(f"Learning curves ({metric})", "boosting iteration", metric if len(curves) else "")
-    for k, (label, curve) in enumerate(curves.items()):
+    for k, (run_label, curve) in enumerate(curves.items()):
+        label = chart_text(run_label)  # run names
         x, train, valid = _curve_points(curve)
         keep = _thin(len(x), limit)
         color = PALETTE[k % len(PALETTE)]

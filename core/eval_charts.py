@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 from core.charts import ACCENT, LAYOUT, MUTED, PALETTE, _fig, _thin, importance, learning_curve
 from core.errors import QuarryError
 from core.evaluate import Evaluation
+from core.fmt import chart_text
 from core.slices import HIGHER_IS_BETTER, SliceTable
 
 MAX_POINTS = 2_000
@@ -37,7 +38,7 @@ def _words(metric: str) -> str:
 def _empty(title: str, message: str) -> go.Figure:
     """A figure with nothing to plot and a sentence saying why."""
     fig = _fig(title, "", "")
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+    fig.add_annotation(text=chart_text(message), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                        font=dict(size=13, color="#666"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
@@ -45,7 +46,8 @@ def _empty(title: str, message: str) -> go.Figure:
 
 
 def _label(value: str) -> str:
-    return "(empty)" if value == "" else str(value)
+    """A class or group value as a tick, legend or hover label (plain text)."""
+    return "(empty)" if value == "" else chart_text(value)
 
 
 def _pick(values: list, keep: list[int]) -> list:

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from core.charts import ACCENT, MUTED, PALETTE, _fig
 from core.explain import ShapSample, global_importance
+from core.fmt import chart_text
 from core.local import LocalExplanation
 
 LOW, HIGH = "#008bfb", "#ff0051"  # feature value low -> high; also SHAP down / up in waterfalls
@@ -92,7 +93,8 @@ def importance_figure(pairs: list[tuple[str, float]], top: int = 20, units: str 
     shown = pairs[:top]
     words = f"top {len(shown)} of {len(pairs)}" if len(pairs) > len(shown) else f"{len(pairs)} features"
     fig = _fig(f"Mean |SHAP value| per feature ({words})", f"mean |SHAP value| ({units})", "")
-    fig.add_bar(x=[v for _, v in shown][::-1], y=[f for f, _ in shown][::-1], orientation="h", marker_color=ACCENT,
+    fig.add_bar(x=[v for _, v in shown][::-1], y=[chart_text(f) for f, _ in shown][::-1], orientation="h",
+                marker_color=ACCENT,
                 hovertemplate="%{y}: moves the prediction by %{x:.4g} on average<extra></extra>")
     fig.update_layout(height=max(240, 22 * len(shown) + 90))
     fig.update_yaxes(type="category")
@@ -133,7 +135,7 @@ def beeswarm_figure(s: ShapSample, class_index: int | None = None, top: int = 15
         else:
             texts = [_value_text(c, kind) for c in raw]
             colour = _percentile(s.x[:, j])[idx]
-        texts = [f"{name} = {t}" for t in texts]
+        texts = [chart_text(f"{name} = {t}") for t in texts]
         missing = np.isnan(colour)
         grey["x"].extend(v[missing].tolist())
         grey["y"].extend(y[missing].tolist())
@@ -159,7 +161,7 @@ def beeswarm_figure(s: ShapSample, class_index: int | None = None, top: int = 15
             hovertemplate=hover))
     fig.add_vline(x=0, line=dict(color="#888", width=1))
     fig.update_layout(height=max(300, 34 * len(order) + 110), showlegend=False)
-    fig.update_yaxes(tickvals=list(range(len(order))), ticktext=[s.features[j] for j in order][::-1],
+    fig.update_yaxes(tickvals=list(range(len(order))), ticktext=[chart_text(s.features[j]) for j in order][::-1],
                      range=[-0.6, len(order) - 0.4], showgrid=False, zeroline=False)
     return fig
 
@@ -183,25 +185,28 @@ def dependence_figure(d: dict, max_points: int = DEPENDENCE_POINTS) -> go.Figure
         cats += ["missing"] if "missing" in counts else []
         pos = {c: i for i, c in enumerate(cats)}
         x = np.array([pos[c] for c in labels], dtype=np.float64) + np.random.default_rng(2).uniform(-0.3, 0.3, len(idx))
-        shown_x = labels
-        fig.update_xaxes(tickvals=list(range(len(cats))), ticktext=cats, range=[-0.6, len(cats) - 0.4])
+        shown_x = [chart_text(v) for v in labels]
+        fig.update_xaxes(tickvals=list(range(len(cats))), ticktext=[chart_text(c) for c in cats],
+                         range=[-0.6, len(cats) - 0.4])
     else:
         raw = np.asarray(x_all)[idx]
         keep = ~np.isnan(_as_float(raw))
         if not keep.all():
-            fig.update_layout(title_text=title + f" · {int((~keep).sum()):,} missing not shown")
+            fig.update_layout(title_text=chart_text(title + f" · {int((~keep).sum()):,} missing not shown"))
         idx, x = idx[keep], raw[keep]
-        shown_x = [_text(v) for v in x]
+        shown_x = [chart_text(_text(v)) for v in x]
     y = shap[idx]
     colour = d.get("color")
-    base = dict(mode="markers", hovertemplate=f"{feature} = %{{customdata[0]}}<br>SHAP %{{y:.4g}}"
-                + (f"<br>{color_feature} = %{{customdata[1]}}" if color_feature else "") + "<extra></extra>")
+    # Names and values below are labels, hover and legend texts: plain text (Plotly renders a subset of HTML)
+    name, colour_name = chart_text(feature), chart_text(color_feature)
+    base = dict(mode="markers", hovertemplate=f"{name} = %{{customdata[0]}}<br>SHAP %{{y:.4g}}"
+                + (f"<br>{colour_name} = %{{customdata[1]}}" if color_feature else "") + "<extra></extra>")
     if colour is None:
-        fig.add_trace(go.Scattergl(x=x, y=y, customdata=[[a, ""] for a in shown_x], name=feature,
+        fig.add_trace(go.Scattergl(x=x, y=y, customdata=[[a, ""] for a in shown_x], name=name,
                                    marker=dict(color=ACCENT, size=5, opacity=0.7), **base))
         fig.update_layout(showlegend=False)
     elif d.get("color_categorical"):
-        labels = ["missing" if colour[i] is None else str(colour[i]) for i in idx]
+        labels = ["missing" if colour[i] is None else chart_text(colour[i]) for i in idx]
         counts = Counter(labels)
         named = [c for c, _ in counts.most_common(CATEGORY_COLOURS)]
         groups = [lab if lab in named else OTHER for lab in labels]
@@ -211,25 +216,26 @@ def dependence_figure(d: dict, max_points: int = DEPENDENCE_POINTS) -> go.Figure
             fig.add_trace(go.Scattergl(x=x[members], y=y[members], name=c,
                                        customdata=[[shown_x[i], labels[i]] for i in members],
                                        marker=dict(color=col, size=5, opacity=0.75), **base))
-        fig.update_layout(legend=dict(title=dict(text=color_feature)))
+        fig.update_layout(legend=dict(title=dict(text=colour_name)))
     else:
         raw_colour = np.asarray(colour)
         values = _as_float(raw_colour)
         known = ~np.isnan(values)
         ranked = raw_colour[known][np.argsort(values[known], kind="stable")]
-        ticks = [_text(ranked[int(q * (len(ranked) - 1))]) for q in (0, 0.5, 1)] if len(ranked) else ["", "", ""]
+        ticks = [chart_text(_text(ranked[int(q * (len(ranked) - 1))])) for q in (0, 0.5, 1)] if len(ranked) \
+            else ["", "", ""]
         pct = _percentile(values)[idx]
-        texts = [_text(v) for v in raw_colour[idx]]
+        texts = [chart_text(_text(v)) for v in raw_colour[idx]]
         missing = np.isnan(pct)
         if missing.any():
-            fig.add_trace(go.Scattergl(x=x[missing], y=y[missing], name=f"{color_feature} missing",
+            fig.add_trace(go.Scattergl(x=x[missing], y=y[missing], name=f"{colour_name} missing",
                                        customdata=[[shown_x[i], "missing"] for i in np.flatnonzero(missing)],
                                        marker=dict(color=MISSING, size=5), **base))
         fig.add_trace(go.Scattergl(
-            x=x[~missing], y=y[~missing], name=color_feature,
+            x=x[~missing], y=y[~missing], name=colour_name,
             customdata=[[shown_x[i], texts[i]] for i in np.flatnonzero(~missing)],
             marker=dict(color=pct[~missing], colorscale=VALUE_SCALE, cmin=0, cmax=1, size=5, opacity=0.8,
-                        colorbar=dict(title=dict(text=color_feature, side="right"), tickvals=[0, 0.5, 1],
+                        colorbar=dict(title=dict(text=colour_name, side="right"), tickvals=[0, 0.5, 1],
                                       ticktext=ticks, thickness=12)),
             **base))
         fig.update_layout(showlegend=False)
@@ -241,7 +247,8 @@ def dependence_figure(d: dict, max_points: int = DEPENDENCE_POINTS) -> go.Figure
 def pdp_figure(p: dict) -> go.Figure:
     """Partial dependence (bold) over individual rows' curves (thin), from core.effects.partial_dependence."""
     feature, task_scale = p["feature"], p.get("scale", "value")
-    x = list(p["labels"]) if p.get("categorical") or p.get("kind") == "temporal" else list(p["grid"])
+    x = [chart_text(v) for v in p["labels"]] if p.get("categorical") or p.get("kind") == "temporal" \
+        else list(p["grid"])
     if task_scale == "probability":
         y_title = f"P({p.get('target') or 'target'} = {p.get('class')})"
     else:
@@ -258,7 +265,8 @@ def pdp_figure(p: dict) -> go.Figure:
                                    line=dict(color=MUTED, width=1), opacity=0.5, hoverinfo="skip"))
     fig.add_scatter(x=x, y=list(p["pdp"]), mode="lines+markers", name="average (PDP)",
                     line=dict(color=ACCENT, width=4), marker=dict(size=7),
-                    hovertemplate=f"{feature} = %{{x}}<br>average {y_title}: %{{y:.4g}}<extra></extra>")
+                    hovertemplate=chart_text(f"{feature} = ") + f"%{{x}}<br>average {chart_text(y_title)}: "
+                                  "%{y:.4g}<extra></extra>")
     if task_scale == "probability":
         fig.update_yaxes(tickformat=".0%")
     if p.get("categorical"):
@@ -285,7 +293,7 @@ def waterfall_figure(local: LocalExplanation, max_features: int = 12) -> go.Figu
     labels = ["average prediction (base)"]
     values, measures = [local.base], ["absolute"]
     for f, v in shown:
-        labels.append(f"{f} = {_text(local.values.get(f))}")
+        labels.append(chart_text(f"{f} = {_text(local.values.get(f))}"))
         values.append(v)
         measures.append("relative")
     if rest:
@@ -319,7 +327,7 @@ def what_if_figure(before: LocalExplanation, after: LocalExplanation, max_featur
     b, a = dict(before.contributions), dict(after.contributions)
     names = sorted(b, key=lambda f: -max(abs(b[f]), abs(a.get(f, 0.0))))[:max_features]
     changed = {f for f in b if _text(before.values.get(f)) != _text(after.values.get(f))}
-    labels = [(f"● {f}" if f in changed else f) for f in names][::-1]
+    labels = [chart_text(f"● {f}" if f in changed else f) for f in names][::-1]
     if before.task in ("binary", "multiclass"):
         change = f"{before.prediction:.1%} → {after.prediction:.1%}"
         head = f"P({_class_words(after.task, after.target, after.explained)}): {change}"
@@ -331,7 +339,7 @@ def what_if_figure(before: LocalExplanation, after: LocalExplanation, max_featur
         contrib = dict(source.contributions)
         fig.add_bar(y=labels, x=[contrib.get(f, 0.0) for f in names][::-1], orientation="h", name=name,
                     marker_color=colour,
-                    customdata=[_text(source.values.get(f)) for f in names][::-1],
+                    customdata=[chart_text(_text(source.values.get(f))) for f in names][::-1],
                     hovertemplate=f"{name}: %{{y}} = %{{customdata}}<br>contribution %{{x:+.4g}}<extra></extra>")
     fig.add_vline(x=0, line=dict(color="#888", width=1))
     fig.update_yaxes(type="category")

@@ -1,7 +1,11 @@
-"""Values for people and for JSON: sizes and durations as printed, results as JSON documents."""
+"""Values for people and for JSON: sizes and durations as printed, results as JSON documents, user text made
+safe to show in Markdown (md) and in Plotly labels (chart_text)."""
 from __future__ import annotations
 
+import html
 import math
+import re
+import string
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -55,3 +59,80 @@ def human_seconds(s: float) -> str:
     if s < 60:
         return f"{s:.1f} s"
     return f"{int(s // 60)} min {int(s % 60)} s"
+
+
+# ----------------------------------------------------------------------------------------------
+# User text in what Streamlit renders as Markdown, and in Plotly's labels (a subset of HTML)
+
+_WORD_JOINER = "\u2060"  # invisible, neither \w nor \s: splits ':name:' and '->' for Streamlit's text plugins
+_ALWAYS = frozenset("\\`*[]<~$|&@#")  # can start or end a construct anywhere in a line
+_PUNCTUATION = frozenset(string.punctuation)
+_SHORTCODE = re.compile(r":(?=[\w+-]+:|material/)")
+_SYMBOL = re.compile(r"<->|->|<-|--|>=|<=|~=")
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_LIST_MARKER = re.compile(r"\d+[.)]")
+_WWW = re.compile(r"www\.", re.IGNORECASE)
+_EDGE_SPACE = {" ": "&#32;", "\t": "&#9;"}
+
+
+def md(text: object, *, code: bool = False) -> str:
+    r"""User text (a name, a value, a path, a message) for anything Streamlit renders as Markdown: it shows as
+    written, on one line, never as a link, image, HTML, emphasis, heading, list, table, maths, colour, emoji or icon.
+
+    Streamlit renders Markdown in st.markdown, st.caption, alerts, headings, st.toast, st.table cells, metric
+    labels and values, progress texts and every label and help text (buttons, widgets, expanders, tabs, page
+    links); st.dataframe cells, st.code and selectbox options are plain. User text goes into the former only
+    through this function, which backslash-escapes (CommonMark: an escaped ASCII punctuation character is
+    literal text) the characters that can start or end a construct where they stand:
+
+    - everywhere: ``\ ` * [ ] < ~ $ | & @ #`` -- code spans, emphasis, links and images, raw HTML and
+      autolinks, strikethrough, maths, table cells, entities, e-mail autolinks, heading closers;
+    - ``_`` unless it stands between two letters or digits (``user_id``: there it cannot open or close emphasis);
+    - ``:`` before a letter (``:red[...]``, ``:help``: Streamlit's directives), a ``/`` (``http://``) or at the end;
+    - ``!`` at the end (an image is ``![``; ``[`` is always escaped);
+    - the first character if it is ASCII punctuation, the ``.`` or ``)`` of a leading ``1.``/``1)``, and the
+      dot of ``www.``: ``- + = # > 1.`` only mean something at the start of a line, ``(`` after a ``]``, and
+      GFM links bare ``www.`` addresses. ``( ) { } > + - = !`` elsewhere are left as they are: nothing they
+      could belong to can start once the above are escaped;
+    - line breaks become spaces (a new line could start a heading, a list or a table row); leading and trailing
+      spaces and tabs become character references (four would start a code block, two at the end a line break,
+      and Markdown would drop them);
+    - Streamlit's plugins also work on the text after parsing, where escapes are gone: a word joiner (U+2060,
+      invisible) goes after a colon that starts ``:name:`` or ``:material/`` (emoji, icons, the logo) and inside
+      ``->``, ``<-``, ``<->``, ``--``, ``>=``, ``<=``, ``~=`` (typographic arrows).
+
+    With ``code=True`` the text is shown as inline code instead, which is literal: line breaks become spaces and
+    it is fenced by one more backtick than its longest run of backticks, padded by a space on each side
+    (CommonMark strips exactly one), so nothing inside ends the span early.
+    """
+    s = _LINE_END.sub(" ", str(text))
+    if code and s.strip():
+        s = s.replace(":material/", ":" + _WORD_JOINER + "material/")  # Streamlit rewrites that before parsing
+        fence = "`" * (max(map(len, re.findall("`+", s)), default=0) + 1)
+        return f"{fence} {s} {fence}"
+    s = _SYMBOL.sub(lambda m: m[0][0] + _WORD_JOINER + m[0][1:], _SHORTCODE.sub(":" + _WORD_JOINER, s))
+    body = s.strip(" \t")
+    lead = s[:len(s) - len(s.lstrip(" \t"))]
+    trail = s[len(s.rstrip(" \t")):] if body else ""
+    marked = {m.end() - 1 for m in _WWW.finditer(body)}
+    if marker := _LIST_MARKER.match(body):
+        marked.add(marker.end() - 1)
+    out = [_EDGE_SPACE[ch] for ch in lead]
+    last = len(body) - 1
+    for i, ch in enumerate(body):
+        after = body[i + 1] if i < last else ""
+        if (ch in _ALWAYS or i in marked or (i == 0 and ch in _PUNCTUATION)
+                or (ch == "_" and not (0 < i < last and body[i - 1].isalnum() and after.isalnum()))
+                or (ch == ":" and (not after or after == "/" or after.isascii() and after.isalpha()))
+                or (ch == "!" and not after)):
+            out.append("\\")
+        out.append(ch)
+    out.extend(_EDGE_SPACE[ch] for ch in trail)
+    return "".join(out)
+
+
+def chart_text(text: object) -> str:
+    """User text for a Plotly title, axis title, tick, legend or hover label: Plotly renders a subset of HTML
+    there (<a href>, <b>, <span style>), so & < > are written as entities and show as themselves; a word joiner
+    splits ``%{`` so that text put into a hover template is not read as a placeholder."""
+    return html.escape(str(text), quote=False).replace("%{", "%" + _WORD_JOINER + "{")
