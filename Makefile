@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 
 run: $(STAMP)
 	$(BIN)/python -m core demo --if-missing
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/streamlit run core/server.py --server.port $(PORT)
 
 demo: $(STAMP)
 	$(BIN)/python -m core demo

@@ -1,9 +1,10 @@
 """Recipes kept in the workspace (recipes/NAME.json), written whole or not at all; or read from any JSON file."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from core import atomic
+from core import atomic, auth
 from core import recipe as R
 from core.catalog import NAME_RE
 from core.settings import Settings
@@ -23,7 +24,9 @@ def save(settings: Settings, recipe: R.Recipe, name: str) -> Path:
         raise R.RecipeError(f"{name!r} is not a usable recipe name.",
                             "Use letters, digits and underscores, starting with a letter (e.g. fraud_features).")
     path = folder(settings) / f"{name}.json"
-    atomic.write_text(path, R.Recipe(steps=recipe.steps, name=name, fitted_on=recipe.fitted_on).dumps())
+    doc = R.Recipe(steps=recipe.steps, name=name, fitted_on=recipe.fitted_on).to_json()
+    doc["created_by"] = auth.who()  # kept beside the recipe; reading ignores it
+    atomic.write_text(path, json.dumps(doc, indent=2, ensure_ascii=False))
     return path
 
 

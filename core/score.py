@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core import audit, auth
 from core import recipe as R
 from core.engine import count_rows, quote_ident, translate
 from core.errors import QuarryError
@@ -316,8 +317,10 @@ def score(settings: Settings, con: duckdb.DuckDBPyConnection, run: Run, table: s
     "threshold"); multiclass ``prob_<class>`` per class and ``prediction`` (the class value);
     regression ``prediction``.
     """
+    auth.require("score")
     started = time.perf_counter()
     out = _check_out(out)
+    audit.record(settings, "score", run=run.run_id, dataset=table, out=str(out))
     keep = list(dict.fromkeys(keep))
     if batch_size < 1:
         raise ScoreError(f"The batch size must be at least 1. Got {batch_size}.", "Use the default.")

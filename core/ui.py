@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import runpy
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core import catalog as cat
 from core import (
+    audit,
+    auth,
     correlate,
     engine,
     evaluate,
@@ -37,11 +40,12 @@ from core import (
     target,
     thresholds,
 )
+from core import catalog as cat
 from core import insights as ins
 from core import profile as prof
 from core import slices as slicing
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, md
 from core.settings import REPO_ROOT, Settings, load_settings
 
 DATASET_KEY = "dataset"
@@ -50,10 +54,13 @@ _router = threading.local()
 
 @contextmanager
 def routed() -> Iterator[None]:
-    """Mark the page run by app.py's router (see page_guard)."""
+    """Mark the page run by app.py's router (see page_guard); a QuarryError a page lets out (a damaged catalog,
+    say) is shown on that page instead of Streamlit's error box."""
     _router.active = True
     try:
         yield
+    except QuarryError as exc:
+        show_error(exc)
     finally:
         _router.active = False
 
@@ -71,10 +78,10 @@ def page_guard() -> None:
 
 
 def show_error(exc: QuarryError) -> None:
-    """What was wrong, in red; what to do, underneath."""
-    st.error(exc.message, icon=":material/error:")
+    """What was wrong, in red; what to do, underneath (both plain text: they often quote names and paths)."""
+    st.error(md(exc.message), icon=":material/error:")
     if exc.hint:
-        st.caption(exc.hint)
+        st.caption(md(exc.hint))
 
 
 @contextmanager
@@ -131,10 +138,13 @@ def active_dataset(ws: Workspace) -> str | None:
 
 
 def active_dataset_or_stop(ws: Workspace) -> str:
-    """The active dataset; without one, say how to register one and stop the page."""
+    """The active dataset; without one, say how to register one and stop the page; when its files are gone or
+    unreadable, say so and stop (the other datasets, and the other pages, keep working)."""
     name = active_dataset(ws)
     if name is None:
         st.info("No dataset yet: register one on the Data page first.", icon=":material/info:")
+        st.stop()
+    if describe_shown(ws, name) is None:
         st.stop()
     return name
 
@@ -170,22 +180,237 @@ def sidebar_dataset_picker() -> None:
             st.query_params[DATASET_KEY] = picked
 
 
-def signed_in() -> bool:
-    """True when no password is set (QUARRY_PASSWORD) or this browser session has given it."""
-    return not os.environ.get("QUARRY_PASSWORD", "") or bool(st.session_state.get("auth_ok"))
+# ----------------------------------------------------------------------------------------------
+# Sign-in and roles: the Streamlit side of core.auth (who is signed in, the forms, the page guards)
+
+IDENTITY_KEY = "auth_identity"
+ANONYMOUS = auth.Identity("anonymous", None, "none")  # a session not signed in: may do nothing
+# Pages that need more than the viewer role, by URL path: the core.auth action each one is for.
+PAGE_ACTIONS = {"features": "features", "train": "train", "score": "score", "sql": "sql"}
+_LOG = logging.getLogger("quarry.auth")
+
+
+def _session_identity() -> auth.Identity | None:
+    """core.auth's resolver: the identity of the Streamlit session this thread runs (None outside a session)."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.get(IDENTITY_KEY) or ANONYMOUS
+
+
+auth.set_resolver(_session_identity)
+
+
+def oidc_providers() -> list[str | None]:
+    """The OpenID Connect providers of ``[auth]`` in secrets.toml: [None] for one unnamed provider, else the
+    names of the ``[auth.NAME]`` sections; [] when there is no [auth] section."""
+    try:
+        section = st.secrets.get("auth")
+    except (FileNotFoundError, KeyError):  # no secrets.toml: StreamlitSecretNotFoundError is a FileNotFoundError
+        return []
+    if not section:
+        return []
+    if "client_id" in section:
+        return [None]
+    return [name for name, value in section.items() if hasattr(value, "keys") and "client_id" in value]
+
+
+def client_address() -> str:
+    """The client the sign-in throttle counts: its IP address ('local' for this machine)."""
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) and ip else "local"  # None on loopback (and not a str under AppTest)
+
+
+def _cookies() -> dict[str, str]:
+    """The browser's cookies (from the WebSocket handshake); {} where there is no browser (AppTest)."""
+    found = st.context.cookies
+    return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, Mapping) else {}
+
+
+def _browser_key() -> str | None:
+    token = auth.xsrf_token(_cookies().get(auth.XSRF_COOKIE))
+    return auth.browser_key(token) if token else None
+
+
+def audit_event(action: str, who: str | None = None, **details: object) -> None:
+    """Append to the workspace's audit log (who defaults to this session's identity)."""
+    try:
+        audit.record(load_settings(), action, who=who, **details)
+    except QuarryError as exc:  # bad settings are shown elsewhere; the event still reaches the server log
+        _LOG.warning("audit %s by %s %s not written: %s", action, who, details, exc.message)
+
+
+def _ungated() -> str | None:
+    """Why files would be served without sign-in in this server (None: they are not)."""
+    if not (oidc_providers() or os.environ.get("QUARRY_PASSWORD")):
+        return None
+    if not st.get_option("server.enableXsrfProtection"):
+        return "server.enableXsrfProtection is off, so the download gate cannot tell signed-in browsers apart."
+    if _cookies() and not auth.gate_installed():
+        return "this server was started with `streamlit run app.py`, without the download gate."
+    return None
+
+
+def signed_in_as() -> auth.Identity | None:
+    """Who this session is signed in as (role None: signed in, but no access); None before sign-in.
+
+    OpenID Connect (st.user) first, then the shared password, else local single-user mode (no password and no
+    [auth]): the OS user as an admin. The identity is kept in the session, where core.auth.current() finds it,
+    and this browser is (re)granted the files Quarry serves (core.auth.MediaGate).
+    """
+    try:
+        providers, password = oidc_providers(), os.environ.get("QUARRY_PASSWORD", "")
+        before = st.session_state.get(IDENTITY_KEY) or ANONYMOUS
+        found = None
+        if providers and st.user.is_logged_in:
+            email = str(st.user.get("email") or "")
+            found = auth.Identity(email or str(st.user.get("sub") or "unknown"), auth.role_for(email), "oidc")
+        elif password and st.session_state.get("auth_ok"):
+            found = auth.Identity(auth.PASSWORD_USER, auth.password_role(), "password")
+        elif not providers and not password:
+            found = auth.Identity(auth.os_user(), "admin", "local")
+    except QuarryError as exc:
+        show_error(exc)
+        st.stop()
+    st.session_state[IDENTITY_KEY] = found or ANONYMOUS
+    if found and found.method == "oidc" and before.name != found.name:
+        audit_event("signin.success" if found.role else "signin.refused", who=found.name, method="oidc",
+                    role=found.role, client=client_address())
+    key = _browser_key()
+    if key and found and found.role:
+        auth.grant_browser(key, found)
+    return found
+
+
+def gate(pages: list, who: auth.Identity | None) -> auth.Identity:
+    """app.py's gate: `who` (signed_in_as()) when it has a role; otherwise the sign-in page (or the refusal),
+    and stop. Also refuses to run a server that would serve files without sign-in."""
+    why = _ungated()
+    if why:
+        st.navigation(pages, position="hidden")
+        st.error(f"Quarry will not run this way: {why}", icon=":material/lock:")
+        st.caption("Start it with `streamlit run core/server.py` (see README, “Security”).")
+        st.stop()
+    if who is None or who.role is None:
+        st.navigation(pages, position="hidden")  # no page links before sign-in; the URL's page opens after it
+        sign_in_page(who)
+        st.stop()
+    return who
+
+
+def page_visibility(url_path: str, who: auth.Identity | None) -> str:
+    """'hidden' for a page the role may not use (its URL still opens, to say so), else 'visible'."""
+    action = PAGE_ACTIONS.get(url_path)
+    return "hidden" if who is not None and action and not who.can(action) else "visible"
+
+
+def allowed(action: str) -> bool:
+    """Whether this session's role may do `action` (core.auth.ACTIONS), e.g. to disable a button."""
+    return auth.current().can(action)
+
+
+def require_role(action: str) -> auth.Identity:
+    """A page's guard: this session's identity when its role may do `action`; else the refusal alone, and stop."""
+    who = auth.current()
+    if not who.can(action):
+        st.error(auth.refusal(who.role, action), icon=":material/lock:")
+        st.stop()
+    return who
+
+
+def guard_page(url_path: str) -> None:
+    """The router's guard for the page being opened (pages guard themselves too, with require_role)."""
+    if url_path in PAGE_ACTIONS:
+        require_role(PAGE_ACTIONS[url_path])
+
+
+def sign_out(who: auth.Identity) -> None:
+    key = _browser_key()
+    if key:
+        auth.revoke_browser(key)
+    audit_event("signout", who=who.name, method=who.method)
+    st.session_state.pop("auth_ok", None)
+    st.session_state[IDENTITY_KEY] = ANONYMOUS
+    if who.method == "oidc":
+        st.logout()
+    st.rerun()
+
+
+def sidebar_user(who: auth.Identity) -> None:
+    """Who is signed in, their role, and a sign-out button (not in local single-user mode)."""
+    if who.method == "local":
+        return
+    with st.sidebar:
+        st.caption(f"Signed in as **{md(who.name)}** ({who.role})")
+        if st.button("Sign out", key="auth_signout_sidebar", icon=":material/logout:"):
+            sign_out(who)
+
+
+def sign_in_page(who: auth.Identity | None) -> None:
+    """The page before sign-in: OpenID Connect buttons, the password; or, signed in without a role, the refusal."""
+    st.title("Quarry")
+    if who is not None:
+        st.error(f"{md(who.name)} has no access to this Quarry server.", icon=":material/block:")
+        st.caption("An admin gives access by adding your email or its domain to QUARRY_VIEWERS, QUARRY_ANALYSTS "
+                   "or QUARRY_ADMINS.")
+        if st.button("Sign out", key="auth_signout"):
+            sign_out(who)
+        return
+    for provider in oidc_providers():
+        label = "Sign in" if provider is None else f"Sign in with {provider.replace('_', ' ').title()}"
+        if st.button(label, key=f"auth_login_{provider or 'oidc'}", type="primary", icon=":material/login:"):
+            st.login(provider) if provider else st.login()
+    if os.environ.get("QUARRY_PASSWORD", ""):
+        password_form()
+
+
+def _throttled_text(verdict: auth.Verdict) -> str:
+    if verdict.locked:
+        return (f"Sign-in is locked for this address after {verdict.failures} wrong passwords: try again in "
+                f"{human_seconds(verdict.wait_s)}.")
+    return f"Too many wrong passwords: wait {human_seconds(verdict.wait_s)} before the next try."
+
+
+def _try_password() -> None:
+    """The password field's on_change: one try per entry, throttled per client (core.auth.Throttle)."""
+    typed = st.session_state.get("auth_password") or ""
+    st.session_state["auth_password"] = ""  # the next Enter is a new try
+    if not typed:
+        return
+    client, throttle = client_address(), auth.throttle()
+    verdict = throttle.check(client)
+    if not verdict.allowed:  # refused without looking at the password
+        audit_event("signin.throttled", who="unknown", method="password", client=client, locked=verdict.locked,
+                    wait_s=round(verdict.wait_s, 1))
+        st.session_state["auth_message"] = (_throttled_text(verdict), None)
+        return
+    if hmac.compare_digest(typed.encode(), os.environ.get("QUARRY_PASSWORD", "").encode()):
+        throttle.succeeded(client)
+        st.session_state["auth_ok"] = True
+        st.session_state.pop("auth_message", None)
+        audit_event("signin.success", who=auth.PASSWORD_USER, method="password", client=client)
+        return
+    verdict = throttle.failed(client)
+    audit_event("signin.lockout" if verdict.locked else "signin.failure", who="unknown", method="password",
+                client=client, failures=verdict.failures)
+    st.session_state["auth_message"] = (
+        "Wrong password.", _throttled_text(verdict) if verdict.locked or verdict.wait_s else None)
 
 
 def password_form() -> None:
-    """Ask for QUARRY_PASSWORD; on success, rerun into the page that was asked for."""
-    password = os.environ.get("QUARRY_PASSWORD", "")
-    st.title("Quarry")
-    typed = st.text_input("Password", type="password", key="auth_password")
-    if typed and hmac.compare_digest(typed.encode(), password.encode()):
-        st.session_state["auth_ok"] = True
-        st.rerun()
-    if typed:
-        st.error("Wrong password.")
+    """Ask for QUARRY_PASSWORD; a right one opens the page that was asked for (in the same run)."""
+    st.text_input("Password", type="password", key="auth_password", on_change=_try_password)
+    message = st.session_state.pop("auth_message", None)
+    if message:
+        st.error(message[0])
+        if message[1]:
+            st.warning(message[1], icon=":material/hourglass:")
     st.caption("This Quarry server asks for a password (set by QUARRY_PASSWORD).")
+
+
+def signed_in() -> bool:
+    """True when this session may open pages (kept for callers of the old gate; see gate())."""
+    who = signed_in_as()
+    return who is not None and who.role is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,20 +423,26 @@ def describe(name: str, version: tuple) -> cat.DatasetInfo:
     return cat.describe(ws.con, ws.catalog.get(name), ws.settings)
 
 
+def describe_shown(ws: Workspace, name: str) -> cat.DatasetInfo | None:
+    """describe(name), or None with the reason shown (its files are gone, unreadable or damaged)."""
+    try:
+        return describe(name, ws.version())
+    except QuarryError as exc:
+        show_error(exc)
+        return None
+
+
 @st.cache_data(show_spinner=False, ttl=600, max_entries=256)
 def row_count(name: str, where: str, version: tuple) -> int:
     """Rows matching a filter: counted once per filter, whatever the sort or the page."""
-    ws = workspace()
-    return engine.count_rows_where(ws.con, name, where, ws.settings.sql_time_limit_s)
+    return sandbox.count_rows_where(workspace().catalog, name, where)
 
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=256)
 def preview(name: str, columns: tuple[str, ...], where: str, order_by: str | None, descending: bool,
             offset: int, limit: int, version: tuple) -> engine.Page:
-    ws = workspace()
-    return engine.preview(ws.con, name, columns=columns, where=where, order_by=order_by, descending=descending,
-                          offset=offset, limit=limit, total=row_count(name, where, version),
-                          time_limit_s=ws.settings.sql_time_limit_s)
+    return sandbox.preview(workspace().catalog, name, columns=columns, where=where, order_by=order_by,
+                           descending=descending, offset=offset, limit=limit, total=row_count(name, where, version))
 
 
 def profile(name: str, exact: bool, *, run: bool = False,
@@ -259,14 +490,12 @@ def report_html(name: str, exact: bool, target_column: str | None, stamp: tuple)
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
 def fitted_recipe(name: str, recipe_json: str, version: tuple) -> str:
     """The recipe (JSON text) fitted on every row of the dataset: its stateful steps' statistics."""
-    ws = workspace()
-    return recipe.fit(ws.con, recipe.loads(recipe_json), name).dumps()
+    return sandbox.fit_recipe(workspace().catalog, recipe_json, name)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
 def recipe_preview(name: str, fitted_json: str, version: tuple) -> features.Preview:
-    ws = workspace()
-    return features.preview(ws.con, recipe.loads(fitted_json), name)
+    return sandbox.recipe_preview(workspace().catalog, fitted_json, name)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=64)
@@ -277,14 +506,12 @@ def correlations(name: str, columns: tuple[str, ...], method: str, version: tupl
 
 def export(sql: str, fmt: str) -> bytes:
     """A query's result as CSV or Parquet bytes, built only when the download is clicked."""
-    ws = workspace()
-    return sandbox.export_query(ws.con, sql, ws.settings, fmt)[0]
+    return sandbox.export_query(workspace().catalog, sql, fmt)[0]
 
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=256)
 def run_query(sql: str, offset: int, limit: int, version: tuple) -> sandbox.QueryPage:
-    ws = workspace()
-    return sandbox.run_query(ws.con, sql, ws.settings, offset=offset, limit=limit)
+    return sandbox.run_query(workspace().catalog, sql, offset=offset, limit=limit)
 
 
 def _parse_value(text: str) -> object:
@@ -389,14 +616,19 @@ def parse_params(text: str) -> dict:
 
 
 def followed_job() -> str | None:
-    """The training job this page follows: the URL's ?job= first (a reload, a shared link), then this session's."""
+    """The training job this page follows: the URL's ?job= first (a reload, a shared link), then this session's.
+
+    The id is as given (anyone can type a URL): jobs.get checks it before any disk access, and the page shows
+    why a bad one is refused, then forgets it."""
     return st.query_params.get("job") or st.session_state.get(TRAIN_JOB_KEY)
 
 
 def follow_job(job_id: str | None) -> None:
-    """Follow `job_id` (None: none) in this session and in the URL, so a reload or another tab reattaches."""
+    """Follow `job_id` (None: none) in this session and in the URL, so a reload or another tab reattaches.
+
+    A malformed id raises jobs.JobIdError: it never reaches the session or the URL."""
     if job_id:
-        st.session_state[TRAIN_JOB_KEY] = job_id
+        st.session_state[TRAIN_JOB_KEY] = jobs.check_job_id(job_id)
         if st.query_params.get("job") != job_id:
             st.query_params["job"] = job_id
     else:
@@ -510,11 +742,14 @@ def run_setup(run: runs.Run) -> dict:
     except (QuarryError, TypeError):
         split = cell(info.get("split"))
     excluded = info.get("excluded") or {}
-    left_out = ", ".join(list(excluded)[:5]) + (f" and {len(excluded) - 5:,} more" if len(excluded) > 5 else "")
-    rows = [("dataset", info.get("dataset")), ("target", info.get("target")), ("task", info.get("task")),
+    # st.table renders Markdown in its cells: the names in them are the user's
+    left_out = ", ".join(md(c) for c in list(excluded)[:5]) + (f" and {len(excluded) - 5:,} more"
+                                                               if len(excluded) > 5 else "")
+    rows = [("dataset", md(info.get("dataset") or "")), ("target", md(info.get("target") or "")),
+            ("task", info.get("task")),
             ("features", f"{len(run.features):,}" + (f" (left out: {left_out})" if excluded else "")),
-            ("recipe", info.get("recipe_name") or ("yes" if run.recipe else "none")),
-            ("split", split), ("rows", ", ".join(f"{k} {v:,}" for k, v in (info.get("rows") or {}).items())),
+            ("recipe", md(info["recipe_name"]) if info.get("recipe_name") else ("yes" if run.recipe else "none")),
+            ("split", md(split)), ("rows", ", ".join(f"{k} {v:,}" for k, v in (info.get("rows") or {}).items())),
             ("device", f"{device.get('used', '')} (asked: {device.get('requested', '')}; {device.get('reason', '')})"),
             ("data path", {"memory": "in memory", "sequence": "Parquet batches (over the memory budget)"}.get(
                 info.get("data_path"), cell(info.get("data_path")))),

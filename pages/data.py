@@ -4,7 +4,7 @@ import streamlit as st
 from core import catalog as cat
 from core import sources, ui
 from core.errors import QuarryError
-from core.fmt import human_bytes, human_seconds
+from core.fmt import human_bytes, human_seconds, md
 
 ui.page_guard()
 
@@ -18,8 +18,20 @@ if flash:
 
 def registered(dataset: cat.Dataset, how: str) -> None:
     ui.set_active_dataset(dataset.name)
-    st.session_state["data_flash"] = f"{how} '{dataset.name}'. It is now the active dataset."
+    st.session_state["data_flash"] = f"{how} '{md(dataset.name)}'. It is now the active dataset."
     st.rerun()
+
+
+def remove_button(name: str) -> None:
+    """Forget dataset `name` (its files stay): in the Manage tab, and under the message when its files are gone."""
+    if st.button(f"Remove '{md(name)}' from the catalog", key="data_remove", disabled=not ui.allowed("remove_dataset"),
+                 help=None if ui.allowed("remove_dataset") else "Only admins remove datasets."):
+        with ui.errors_shown():
+            ws.catalog.remove(name)
+            st.session_state.pop(ui.DATASET_KEY, None)
+            st.query_params.pop(ui.DATASET_KEY, None)
+            st.session_state["data_flash"] = f"Removed '{md(name)}' (its files are untouched)."
+            st.rerun()
 
 
 # With no dataset yet the form is simply open; afterwards it folds away. (An expander whose
@@ -28,7 +40,7 @@ first_time = not ws.catalog.names()
 with st.container(border=True) if first_time else st.expander("Register a dataset", icon=":material/add:"):
     if first_time:
         st.markdown("**Register a dataset**")
-    roots = ", ".join(str(r) for r in ws.settings.data_roots)
+    roots = ", ".join(md(r) for r in ws.settings.data_roots)
     by_path, by_browse, by_upload = st.tabs(["Path", "Browse the data roots", "Upload a small file"],
                                             key="data_register_tabs")  # keyed: the open tab survives reruns
     with by_path:
@@ -37,7 +49,7 @@ with st.container(border=True) if first_time else st.expander("Register a datase
         st.caption(f"Relative paths are looked up under the data roots: {roots}")
         name = st.text_input("Name (optional)", key="data_name", placeholder="derived from the path",
                              help="The dataset's table name in SQL: letters, digits and _.")
-        if st.button("Register", key="data_register", type="primary"):
+        if st.button("Register", key="data_register", type="primary", disabled=not ui.allowed("register")):
             with ui.errors_shown():
                 registered(cat.register(ws.con, ws.catalog, path, name=name or None), "Registered")
     with by_browse:
@@ -46,14 +58,15 @@ with st.container(border=True) if first_time else st.expander("Register a datase
             st.caption(f"No Parquet or CSV files under {roots}.")
         else:
             pick = st.selectbox("Files and partitioned folders", found, key="data_browse")
-            if st.button("Register this", key="data_register_browse"):
+            if st.button("Register this", key="data_register_browse", disabled=not ui.allowed("register")):
                 with ui.errors_shown():
                     registered(cat.register(ws.con, ws.catalog, pick), "Registered")
     with by_upload:
         upload = st.file_uploader("Parquet or CSV", type=["parquet", "pq", "csv", "tsv"], key="data_upload")
         st.caption("Uploads are copied into the uploads folder of the first data root. "
                    "For big files, put them under a data root and register the path instead.")
-        if upload is not None and st.button("Register upload", key="data_register_upload"):
+        if upload is not None and st.button("Register upload", key="data_register_upload",
+                                            disabled=not ui.allowed("register")):
             with ui.errors_shown():
                 registered(cat.register_upload(ws.con, ws.catalog, upload.name, upload.getvalue()), "Uploaded")
 
@@ -67,17 +80,18 @@ try:
     info = ui.describe(name, ws.version())
 except QuarryError as exc:
     ui.show_error(exc)
+    remove_button(name)
     st.stop()
 
-st.subheader(name)
+st.subheader(md(name))
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Rows", f"{info.rows:,}")
 c2.metric("Columns", f"{len(info.columns):,}")
 c3.metric("Files", f"{info.files:,}")
 c4.metric("On disk", human_bytes(info.bytes))
-st.caption(f"{info.dataset.format.upper()} from {info.dataset.source}")
+st.caption(f"{info.dataset.format.upper()} from {md(info.dataset.source)}")
 for part in info.partitions:
-    st.caption(f"Partition **{part.key}**: {len(part.values):,} values ({', '.join(part.values[:10])}"
+    st.caption(f"Partition **{md(part.key)}**: {len(part.values):,} values ({', '.join(map(md, part.values[:10]))}"
                f"{' …' if len(part.values) > 10 else ''})")
 if info.rows == 0:
     st.warning("This dataset has 0 rows: there is nothing to preview. Check that the right file was registered.",
@@ -117,10 +131,4 @@ with schema_tab:
 
 with manage_tab:
     st.caption("Removing a dataset forgets it in Quarry; its files are never touched.")
-    if st.button(f"Remove '{name}' from the catalog", key="data_remove"):
-        with ui.errors_shown():
-            ws.catalog.remove(name)
-            st.session_state.pop(ui.DATASET_KEY, None)
-            st.query_params.pop(ui.DATASET_KEY, None)
-            st.session_state["data_flash"] = f"Removed '{name}' (its files are untouched)."
-            st.rerun()
+    remove_button(name)

@@ -3,7 +3,7 @@ import streamlit as st
 
 from core import charts, eval_charts, evaluate, slices, ui
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, md
 
 ui.page_guard()
 
@@ -17,9 +17,9 @@ except QuarryError as exc:
     st.stop()
 stamp = ui.stamp(scored)
 split = run.info.get("split") or {}
-st.caption(f"{run.task} · {run.target} on {scored.dataset} · test split: {scored.rows:,} rows "
+st.caption(f"{run.task} · {md(run.target)} on {md(scored.dataset)} · test split: {scored.rows:,} rows "
            f"({split.get('kind', 'random')} split, {split.get('test', 0):.0%} test) · every figure is computed over "
-           "all test rows" + (f" except: {ev.sample_note}" if ev.sample_note else "")
+           "all test rows" + (f" except: {md(ev.sample_note)}" if ev.sample_note else "")
            + (f" · scored in {human_seconds(scored.seconds)}" if scored.seconds else ""))
 if scored.changed_since_training:
     st.warning("The dataset's files changed since this run was trained: the test split is drawn from the data as it "
@@ -134,7 +134,7 @@ with slice_tab:
             st.plotly_chart(eval_charts.slices_figure(table), key="eval_slices")
             st.dataframe(table.rows, hide_index=True, width="stretch", key="eval_slices_table")
             st.caption(f"Worst first. Overall {metric}: {ui.cell(table.overall.get('value'))}; 95 % confidence "
-                       "intervals" + (f". {table.note}" if table.note else "."))
+                       "intervals" + (f". {md(table.note)}" if table.note else "."))
 
 with fair_tab:
     c1, c2 = st.columns([3, 1])
@@ -156,7 +156,7 @@ with fair_tab:
                 st.plotly_chart(eval_charts.fairness_figure(f, measure), key="eval_fairness")
             st.dataframe(f["groups"], hide_index=True, width="stretch", key="eval_fair_table")
             for note in f.get("notes") or []:
-                st.caption(note)
+                st.caption(md(note))
             if run.task == "binary":
                 st.caption("Demographic parity difference: the largest gap between groups in the share predicted "
                            "positive; equal opportunity difference: the largest gap in recall (TPR). 0 is parity.")

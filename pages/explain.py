@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import effects, explain, explain_charts, lineage, ui
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, md
 from core.local import explain_row, find_rows, what_if
 
 ui.page_guard()
@@ -81,7 +81,7 @@ with dep:
     else:
         st.plotly_chart(explain_charts.dependence_figure(d), key="expl_dependence")
         if links.get(feature):
-            st.caption(f"{feature} comes from the recipe: {links[feature]}.")
+            st.caption(f"{md(feature)} comes from the recipe: {md(links[feature])}.")
 
 with pdp:
     c1, c2 = st.columns([3, 1])
@@ -129,7 +129,7 @@ with local:
         wf_col, facts_col = st.columns([3, 1], gap="large")
         wf_col.plotly_chart(explain_charts.waterfall_figure(before), key="expl_waterfall")
         facts_col.metric("Prediction", f"{before.prediction:.4g}")
-        facts_col.caption(f"Actual: {before.label}" + (f" · predicted class: {before.predicted}"
+        facts_col.caption(f"Actual: {md(before.label)}" + (f" · predicted class: {md(before.predicted)}"
                                                        if before.predicted is not None else ""))
 
         st.markdown("**What if?** Change this row's feature values (the model's inputs, after the recipe).")
@@ -137,20 +137,20 @@ with local:
         edited: dict = dict(before.values)
         def value_input(box, i: int, f: str) -> object:
             """An input for feature f holding this row's value, of the kind the model takes."""
-            value, key = before.values.get(f), f"expl_wi_{row}_{i}"
+            value, key, label = before.values.get(f), f"expl_wi_{row}_{i}", md(f)  # labels are Markdown
             if f in run.categorical:
                 known = run.categorical[f]
                 options = [None, *known, *([value] if value is not None and value not in known else [])]
-                return box.selectbox(f, options, index=options.index(value), key=key,
+                return box.selectbox(label, options, index=options.index(value), key=key,
                                      format_func=lambda v: "(missing)" if v is None else
                                      str(v) + ("" if v in known else " (not seen in training)"))
             if isinstance(value, bool):
-                return box.checkbox(f, value=value, key=key)
+                return box.checkbox(label, value=value, key=key)
             if isinstance(value, int):
-                return box.number_input(f, value=value, step=1, key=key)
+                return box.number_input(label, value=value, step=1, key=key)
             if isinstance(value, float) and not math.isnan(value):
-                return box.number_input(f, value=value, key=key, format="%g")
-            return box.text_input(f, value="" if value is None else str(value), key=key) or None
+                return box.number_input(label, value=value, key=key, format="%g")
+            return box.text_input(label, value="" if value is None else str(value), key=key) or None
 
         with st.form(f"expl_what_if_{row}"):
             cols = st.columns(3)

@@ -4,9 +4,11 @@ import streamlit as st
 from core import recipe as R
 from core import recipe_store, ui
 from core.errors import QuarryError
+from core.fmt import md
 from core.profile import short
 
 ui.page_guard()
+ui.require_role("features")  # a viewer sees why not, and nothing else
 
 st.title("Features")
 ws = ui.workspace()
@@ -14,7 +16,7 @@ name = ui.active_dataset_or_stop(ws)
 
 steps: list[dict] = st.session_state.setdefault("features_steps", [])
 kinds = R.kinds()
-st.markdown(f"**{name}** · a recipe is a list of steps; each compiles to SQL, fitted on all rows of {name}, "
+st.markdown(f"**{md(name)}** · a recipe is a list of steps; each compiles to SQL, fitted on all rows of {md(name)}, "
             "and runs unchanged in training and scoring.")
 
 # ---- Recipes kept in the workspace
@@ -44,7 +46,7 @@ with keep:
     if st.button("Save recipe", key="features_save", disabled=not steps or error is not None):
         try:
             path = recipe_store.save(ws.settings, fitted, save_name)
-            st.toast(f"Saved {path.name} (fitted on {name}).", icon=":material/save:")
+            st.toast(f"Saved {md(path.name)} (fitted on {md(name)}).", icon=":material/save:")
         except QuarryError as exc:
             ui.show_error(exc)
 
@@ -59,8 +61,8 @@ for i, s in enumerate(steps):
     with build.container(border=True):
         title, up, down, edit, drop = st.columns([8, 1, 1, 1, 1], vertical_alignment="center")
         done = preview is not None and i < len(preview.compiled.steps)
-        title.markdown(f"**{i + 1}. {kinds[s['kind']].label if s['kind'] in kinds else s['kind']}**"
-                       + (f" — {preview.compiled.steps[i].description}" if done else ""))
+        title.markdown(f"**{i + 1}. {kinds[s['kind']].label if s['kind'] in kinds else md(s['kind'])}**"
+                       + (f" — {md(preview.compiled.steps[i].description)}" if done else ""))
         if up.button("", key=f"features_up_{i}", icon=":material/arrow_upward:", disabled=i == 0, help="Move up"):
             steps[i - 1], steps[i] = steps[i], steps[i - 1]
             st.rerun()
@@ -127,7 +129,7 @@ if preview is None or not steps:
 
 look, sql_tab, write = show.tabs(["Preview", "SQL", "Write to Parquet"])
 with look:
-    st.caption(" ".join(preview.notes) + f" {preview.sample_rows:,} rows in → {preview.rows_out:,} rows out; "
+    st.caption(" ".join(map(md, preview.notes)) + f" {preview.sample_rows:,} rows in → {preview.rows_out:,} rows out; "
                f"{len(preview.before)} columns in → {len(preview.compiled.columns)} out.")
     if preview.summaries:
         st.markdown("**New and transformed columns** (on the preview rows)")
@@ -168,4 +170,4 @@ with write:
             ui.show_error(exc)
         else:
             bar.empty()
-            st.success(f"Wrote and registered {d.name}: pick it in the sidebar.", icon=":material/check_circle:")
+            st.success(f"Wrote and registered {md(d.name)}: pick it in the sidebar.", icon=":material/check_circle:")

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core import ui
-from core.fmt import human_bytes
+from core.fmt import human_bytes, md
 
 ui.page_guard()
 
@@ -40,11 +40,11 @@ with ui.errors_shown():
     else:
         info = ui.describe(name, ws.version())
         c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Dataset", name)
+        c1.metric("Dataset", md(name))
         c2.metric("Rows", f"{info.rows:,}")
         c3.metric("Columns", f"{len(info.columns):,}")
         c4.metric("On disk", human_bytes(info.bytes))
-        st.caption(f"From {info.dataset.source}")
+        st.caption(f"From {md(info.dataset.source)}")
     st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/table_view:")
     st.page_link("pages/profile.py", label="Profile it", icon=":material/query_stats:")
     st.page_link("pages/sql.py", label="Query it on the SQL page", icon=":material/terminal:")

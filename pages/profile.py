@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import charts, correlate, ui
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, md
 from core.profile import column_facts, column_rows, summary_rows
 
 ui.page_guard()
@@ -17,7 +17,7 @@ ws = ui.workspace()
 name = ui.active_dataset_or_stop(ws)
 
 info = ui.describe(name, ws.version())
-st.markdown(f"**{name}** · {info.rows:,} rows × {len(info.columns):,} columns")
+st.markdown(f"**{md(name)}** · {info.rows:,} rows × {len(info.columns):,} columns")
 left, right = st.columns([2, 1], vertical_alignment="bottom")
 target = left.selectbox("Target (optional)", [None, *[c.name for c in info.columns]], key="profile_target",
                         format_func=lambda c: "(none)" if c is None else c,
@@ -65,7 +65,7 @@ c2.metric("Columns", f"{len(p.columns):,}")
 cells = p.rows * len(p.columns)
 c3.metric("Missing cells", f"{p.missing_cells:,}" + (f" ({100 * p.missing_cells / cells:.1f}%)" if cells else ""))
 c4.metric("Duplicate rows", f"{p.duplicate_rows:,}")
-st.caption(" ".join(p.notes) + f" Computed in {human_seconds(p.seconds)} over the full data"
+st.caption(" ".join(map(md, p.notes)) + f" Computed in {human_seconds(p.seconds)} over the full data"
            + ("; reopened from the workspace, as the files have not changed since." if kept else "."))
 
 try:
@@ -100,7 +100,7 @@ with overview:
     shown = keep[(page_no - 1) * PAGE: page_no * PAGE]
     st.dataframe({k: [v[i] for i in shown] for k, v in rows.items()}, hide_index=True, width="stretch",
                  height=min(38 + 35 * max(len(shown), 1), 38 + 35 * PAGE))
-    st.caption(f"{len(keep):,} of {len(p.columns):,} columns" + (f" match '{search}'" if search else ""))
+    st.caption(f"{len(keep):,} of {len(p.columns):,} columns" + (f" match '{md(search)}'" if search else ""))
 
 with detail:
     names = [c.name for c in p.columns]
@@ -112,7 +112,7 @@ with detail:
         st.dataframe({"statistic": [k for k, _ in facts], "value": [v for _, v in facts]}, hide_index=True,
                      width="stretch", height=38 + 35 * len(facts))
         for alert in (x for x in found.alerts if x.column == picked):
-            (st.warning if alert.severity == "warning" else st.info)(alert.message)
+            (st.warning if alert.severity == "warning" else st.info)(md(alert.message))
     with b:
         figures = [f for f in (charts.histogram(col), charts.top_values(col), charts.over_time(col)) if f is not None]
         if not figures:
@@ -144,7 +144,7 @@ with missing_tab:
                       "rows": [n for _, n in m.patterns],
                       "% of rows": [round(100 * n / m.rows, 2) if m.rows else 0 for _, n in m.patterns]},
                      hide_index=True, width="stretch")
-        st.caption(f"{len(m.patterns):,} of {m.pattern_count:,} patterns. " + " ".join(m.notes))
+        st.caption(f"{len(m.patterns):,} of {m.pattern_count:,} patterns. " + " ".join(map(md, m.notes)))
         fig = charts.nullity(m)
         if fig is not None:
             st.plotly_chart(fig, key="profile_nullity_chart")
@@ -177,7 +177,7 @@ with target_tab:
     else:
         st.caption(f"Task: {t.task} · measure: {charts.METRIC_NAMES.get(t.metric, t.metric)}, over all "
                    f"{t.rows:,} rows with a target, each feature binned as in its histogram or top values. "
-                   + " ".join(t.notes))
+                   + " ".join(map(md, t.notes)))
         fig = charts.feature_strengths(t)
         if fig is not None:
             st.plotly_chart(fig, key="profile_target_chart")

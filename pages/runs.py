@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import charts, runs, ui
 from core.errors import QuarryError
+from core.fmt import md
 
 ui.page_guard()
 
@@ -57,8 +58,9 @@ with detail:
     except QuarryError as exc:
         ui.show_error(exc)
         st.stop()
-    st.subheader(run.name)
-    st.caption(f"Run {run.run_id}" + (f" · tags: {', '.join(run.info.get('tags'))}" if run.info.get("tags") else ""))
+    st.subheader(md(run.name))
+    st.caption(f"Run {run.run_id}" + (f" · tags: {', '.join(map(md, run.info.get('tags')))}" if run.info.get("tags")
+                                      else ""))
     links = st.columns(3)
     links[0].page_link("pages/evaluate.py", label="Evaluate on the test split", icon=":material/fact_check:",
                        query_params={"run": picked})
@@ -76,7 +78,7 @@ with detail:
                      width="stretch")
         st.caption("Baselines are scored on the test split (the valid split when there is no test split).")
         for note in run.info.get("notes") or []:
-            st.caption(note)
+            st.caption(md(note))
     curve = charts.learning_curve(run.curve, best=run.best_iteration)
     if curve is not None:
         st.plotly_chart(curve, key="runs_curve")
@@ -117,7 +119,7 @@ with detail:
             except QuarryError as exc:
                 ui.show_error(exc)
             else:
-                st.toast(f"Renamed to {new_name.strip()}.", icon=":material/edit:")
+                st.toast(f"Renamed to {md(new_name.strip())}.", icon=":material/edit:")
                 st.rerun()
     with tag_col:
         add = st.text_input("Add tags", key=f"runs_tag_add_{picked}", placeholder="comma-separated, e.g. baseline")

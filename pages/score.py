@@ -3,9 +3,10 @@ import streamlit as st
 
 from core import runs, ui
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, md
 
 ui.page_guard()
+ui.require_role("score")  # a viewer sees why not, and nothing else
 
 st.title("Score")
 ws = ui.workspace()
@@ -32,7 +33,9 @@ run_id = run_col.selectbox("Run", list(labels), format_func=labels.get, key="sco
                            help="A saved run: its recipe and model are applied to every row.")
 dataset = data_col.selectbox("Dataset to score", names, index=names.index(active) if active in names else 0,
                              key="score_dataset", help="Any dataset with the training data's columns.")
-info = ui.describe(dataset, ws.version())
+info = ui.describe_shown(ws, dataset)
+if info is None:  # its files are gone: the reason is shown; another dataset can still be picked above
+    st.stop()
 keep_col, out_col = st.columns(2)
 keep = keep_col.multiselect("Columns to keep (IDs)", [c.name for c in info.columns], key=f"score_keep_{dataset}",
                             help="Copied next to the predictions, to join them back to the rows.")
@@ -46,9 +49,9 @@ except QuarryError as exc:  # before any work: nothing is written
     ui.show_error(exc)
     st.stop()
 outputs = {"binary": "score (probability of the positive class) and prediction (0/1)",
-           "multiclass": "prob_<class> for each class and prediction (the class)",
+           "multiclass": md("prob_<class>") + " for each class and prediction (the class)",  # <class>: not a tag
            "regression": "prediction"}
-st.caption(f"{info.rows:,} rows of {dataset} · {len(run.features):,} features"
+st.caption(f"{info.rows:,} rows of {md(dataset)} · {len(run.features):,} features"
            + (" through the run's recipe" if run.recipe else "") + f" · adds {outputs.get(run.task, 'predictions')}.")
 
 if st.button("Score and register", key="score_go", type="primary", icon=":material/batch_prediction:"):
@@ -61,12 +64,12 @@ if st.button("Score and register", key="score_go", type="primary", icon=":materi
         ui.show_error(exc)
     else:
         bar.empty()
-        st.success(f"Scored {result.rows:,} rows into {d.name}: pick it in the sidebar.",
+        st.success(f"Scored {result.rows:,} rows into {md(d.name)}: pick it in the sidebar.",
                    icon=":material/check_circle:")
         m1, m2 = st.columns(2)
         m1.metric("Rows", f"{result.rows:,}")
         m2.metric("Time", human_seconds(result.seconds))
-        st.caption(f"Written to {result.out}")
+        st.caption(f"Written to {md(result.out)}")
         fresh = ui.workspace()
         page = ui.preview(d.name, (), "", None, False, 0, 20, fresh.version())
         st.dataframe(page.table, hide_index=True, width="stretch")

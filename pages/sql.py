@@ -3,9 +3,10 @@ import streamlit as st
 
 from core import sandbox, ui
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, md
 
 ui.page_guard()
+ui.require_role("sql")  # a viewer sees why not, and nothing else
 
 st.title("SQL")
 ws = ui.workspace()
@@ -22,8 +23,13 @@ active = ui.active_dataset(ws) or names[0]
 with st.expander("Tables", icon=":material/table:"):
     st.caption("Each registered dataset is a table. Names with spaces, capitals or keywords need \"double quotes\".")
     for n in names:
-        cols = ui.describe(n, ws.version()).columns
-        st.markdown(f"**{n}** — " + ", ".join(f"`{c.name}` {c.type.lower()}" for c in cols[:40])
+        try:
+            cols = ui.describe(n, ws.version()).columns
+        except QuarryError as exc:  # each dataset on its own: one whose files are gone does not hide the rest
+            st.markdown(f"**{md(n)}** — unavailable")
+            st.caption(md(exc.message))
+            continue
+        st.markdown(f"**{md(n)}** — " + ", ".join(f"{md(c.name, code=True)} {md(c.type.lower())}" for c in cols[:40])
                     + (" …" if len(cols) > 40 else ""))
 
 sql = st.text_area("Query", value=sandbox.example_query(active), height=160, key="sql_query",
@@ -31,6 +37,7 @@ sql = st.text_area("Query", value=sandbox.example_query(active), height=160, key
                         f"queries stop after {ws.settings.sql_time_limit_s:g} s.")
 if st.button("Run", key="sql_run", type="primary", icon=":material/play_arrow:"):
     st.session_state["sql_ran"] = sql
+    ui.audit_event("sql.run", sql=sql)
     st.session_state["sql_page"] = 1
 
 ran = st.session_state.get("sql_ran")
@@ -70,5 +77,5 @@ with right.container(border=True):
         with ui.errors_shown():
             saved = sandbox.save_as_dataset(ws.con, ws.catalog, ran, new_name)
             ui.set_active_dataset(saved.name)
-            st.session_state["sql_flash"] = f"Saved {page.total_rows:,} rows as dataset '{saved.name}'."
+            st.session_state["sql_flash"] = f"Saved {page.total_rows:,} rows as dataset '{md(saved.name)}'."
             st.rerun()

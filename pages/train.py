@@ -4,12 +4,13 @@ import streamlit as st
 
 from core import charts, jobs, recipe_store, ui
 from core.errors import QuarryError
-from core.fmt import human_seconds
+from core.fmt import human_seconds, md
 from core.splits import KINDS, SplitConfig
 from core.train import DEFAULT_METRIC, DEVICES, TASKS, check_params
 from core.train_job import TARGET
 
 ui.page_guard()
+ui.require_role("train")  # a viewer sees why not, and nothing else
 
 st.title("Train")
 ws = ui.workspace()
@@ -20,13 +21,13 @@ form_col, job_col = st.columns([2, 3], gap="large")
 
 # ---- The form (left): what to train
 with form_col:
+    info = ui.describe_shown(ws, name) if name else None  # None: the reason is shown; the jobs still follow
     if name is None:
         st.info("No dataset yet: register one on the Data page first.", icon=":material/info:")
-    else:
-        info = ui.describe(name, ws.version())
+    elif info is not None:
         columns = [c.name for c in info.columns]
         with st.form("train_form"):
-            st.markdown(f"**{name}** · {info.rows:,} rows × {len(columns):,} columns")
+            st.markdown(f"**{md(name)}** · {info.rows:,} rows × {len(columns):,} columns")
             target = st.selectbox("Target", columns, index=None, key="train_target",
                                   placeholder="the column to predict")
             task = st.selectbox("Task", ["auto", *TASKS], key="train_task",
@@ -117,7 +118,7 @@ def live(job_id: str) -> None:
     job = jobs.get(settings, job_id)
     if job.state != "running":
         st.rerun()
-    st.markdown(f"**{job.title}** · running · job {job_id}")
+    st.markdown(f"**{md(job.title)}** · running · job {job_id}")
     if ui.search_of(job.params):
         live_search(job)
     else:
@@ -178,7 +179,7 @@ def ended(job: jobs.Job) -> None:
         run_id = job.result["run_id"]
         st.success(f"Training finished: run {run_id} saved.", icon=":material/check_circle:")
         device = job.result.get("device") or {}
-        st.caption(f"{job.title} · device {device.get('used', '?')} ({device.get('reason', '')}) · data path "
+        st.caption(f"{md(job.title)} · device {device.get('used', '?')} ({device.get('reason', '')}) · data path "
                    f"{job.result.get('data_path', '?')} · {human_seconds(ui.job_progress(job).elapsed_s)}")
         st.dataframe(ui.metrics_table(job.result.get("metrics"), job.result.get("baselines")), hide_index=True,
                      width="stretch")
@@ -196,11 +197,11 @@ def ended(job: jobs.Job) -> None:
                            query_params={"run": run_id})
     elif job.state == "failed":
         err = job.error or {}
-        st.error(f"Training failed: {err.get('message', 'no reason was recorded.')}", icon=":material/error:")
+        st.error(f"Training failed: {md(err.get('message', 'no reason was recorded.'))}", icon=":material/error:")
         if err.get("hint"):
-            st.caption(err["hint"])
+            st.caption(md(err["hint"]))
     else:
-        st.warning(f"Training cancelled: {job.title}. No run was saved.", icon=":material/stop_circle:")
+        st.warning(f"Training cancelled: {md(job.title)}. No run was saved.", icon=":material/stop_circle:")
     if ui.search_of(job.params):
         s = ui.search_progress(job)
         best = f" · best valid value {s.best:.5g}" if s.best is not None else ""

@@ -98,14 +98,15 @@ def chromium_path() -> Path:
 
 @contextmanager
 def run_streamlit(root: Path, **env_extra: str) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """`streamlit run app.py` on a free port with `root` as data root; (url, process, log); always stopped."""
+    """`streamlit run core/server.py` (app.py behind the download gate) on a free port with `root` as data root;
+    (url, process, log); always stopped."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}  # no password, no stray limits
     env.update(QUARRY_DATA_ROOTS=str(root), QUARRY_WORKSPACE=str(root / "workspace"), PYTHONUNBUFFERED="1",
                **env_extra)
     log = root / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    cmd = [sys.executable, "-m", "streamlit", "run", "core/server.py", "--server.port", str(port),
            "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
