@@ -41,10 +41,11 @@ STATES = ("running", "done", "failed", "cancelled")
 # What start() makes: the UTC start time, then six hex digits ('20261203-174000-a1b2c3'). Nothing else is a job id.
 JOB_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 # The functions a worker may call, by the key job.json records: called as function(params, reporter).
-TARGETS: dict[str, str] = {"train": "core.train_job:run"}
+TARGETS: dict[str, str] = {"train": "core.model.job:run"}
 # Test-only functions (tests/job_targets.py), known only to a process whose environment sets TEST_TARGETS_ENV=1.
 TEST_TARGETS: dict[str, str] = {"test.count": "tests.job_targets:count", "test.refuse": "tests.job_targets:refuse"}
 TEST_TARGETS_ENV = "QUARRY_TEST_JOB_TARGETS"
+STARTING_S = 10.0  # a worker this young may not show its command line yet
 START_TIME_TOLERANCE_S = 0.005  # process start times tick in 1/100 s: two processes never fall this close
 
 
@@ -197,7 +198,11 @@ def _worker(path: Path) -> psutil.Process | None:
         proc = psutil.Process(pid)
         if abs(proc.create_time() - created) > START_TIME_TOLERANCE_S or proc.status() == psutil.STATUS_ZOMBIE:
             return None
-        if proc.cmdline()[-3:] != _command(path)[-3:]:
+        cmdline = proc.cmdline()
+        # Just after the start the kernel may show an empty command line for a moment (the exec settling): a
+        # process that young, with this pid and start time, is the worker Quarry just started.
+        starting = not cmdline and time.time() - proc.create_time() < STARTING_S
+        if not starting and cmdline[-3:] != _command(path)[-3:]:
             return None
     except psutil.Error:  # gone, or another user's process
         return None

@@ -175,6 +175,19 @@ def test_a_worker_file_that_does_not_match_the_process_signals_nothing(settings,
     assert still_running(stranger)
 
 
+def test_a_worker_whose_command_line_is_not_readable_yet_is_running_only_while_young(settings, stranger,
+                                                                                      monkeypatch):
+    """Just after the start /proc/PID/cmdline can read empty for a moment: a young process with the recorded pid
+    and start time is the worker (the Train page once took such a job for dead); an old one is not."""
+    plant(jobs.folder(settings) / JOB_ID, stranger.pid, psutil.Process(stranger.pid).create_time())
+    monkeypatch.setattr(psutil.Process, "cmdline", lambda self: [])
+    assert jobs.get(settings, JOB_ID).state == "running"
+    monkeypatch.setattr(jobs, "STARTING_S", 0.0)
+    assert jobs.get(settings, JOB_ID).state == "failed"
+    jobs.cancel(settings, JOB_ID)
+    assert still_running(stranger)
+
+
 def test_a_recorded_worker_whose_pid_was_reused_is_not_signalled(settings, stranger):
     """The same pid, but a process started at another time: a different process."""
     path = plant(jobs.folder(settings) / JOB_ID)
@@ -187,7 +200,7 @@ def test_a_recorded_worker_whose_pid_was_reused_is_not_signalled(settings, stran
 # ---- The worker calls only registered functions
 
 
-@pytest.mark.parametrize("target", ["os:system", "shutil:rmtree", "tests.job_targets:count", "core.train_job:run",
+@pytest.mark.parametrize("target", ["os:system", "shutil:rmtree", "tests.job_targets:count", "core.model.job:run",
                                     "builtins:exec", None, 7, ["train"], "train\n", ""])
 def test_the_worker_refuses_a_target_that_is_not_registered(settings, root, target):
     """job.json edited to name any function: the worker (a real one, test functions known) calls nothing."""
