@@ -74,7 +74,7 @@ def machine() -> str:
 def transactions_file(rows: int) -> Path:
     """data/bench/transactions_ROWS.parquet, generated once (it takes ~0.9 s per million rows)."""
     sys.path.insert(0, str(REPO))
-    from core import demo
+    from core.data import demo
 
     path = REPO / "data" / "bench" / f"transactions_{rows}.parquet"
     if not path.exists():

@@ -50,8 +50,9 @@ SAMPLE = 10_000
 
 
 def _open():
-    from core import catalog as cat
-    from core import engine, runs
+    from core.data import catalog as cat
+    from core.data import engine
+    from core.model import runs
     from core.settings import load_settings
 
     settings = load_settings()
@@ -62,8 +63,9 @@ def _open():
 
 
 def worker_train(path: str, repeat: int) -> dict:
-    from core import catalog as cat
-    from core import engine, train_job
+    from core.data import catalog as cat
+    from core.data import engine
+    from core.model import job as train_job
     from core.settings import load_settings
 
     settings = load_settings()
@@ -78,7 +80,8 @@ def worker_train(path: str, repeat: int) -> dict:
 
 
 def _evaluate(repeat: int, refresh: bool) -> dict:
-    from core import evaluate, holdout, slices, thresholds
+    from core.evaluate import holdout, slices, thresholds
+    from core.evaluate import metrics as evaluate
 
     settings, con, run = _open()
     t0 = time.perf_counter()
@@ -116,7 +119,7 @@ def worker_sklearn(path: str, repeat: int) -> dict:
     import sklearn.calibration as skc
     import sklearn.metrics as skm
 
-    from core import holdout
+    from core.evaluate import holdout
 
     settings, con, run = _open()
     scored = holdout.scored_test(settings, con, run)  # cached by the evaluate worker
@@ -139,7 +142,8 @@ def worker_sklearn(path: str, repeat: int) -> dict:
 def worker_shap(path: str, repeat: int) -> dict:
     import shap
 
-    from core import explain, holdout
+    from core.evaluate import holdout
+    from core.explain import shap as explain
 
     settings, con, run = _open()
     scored = holdout.scored_test(settings, con, run)
@@ -164,8 +168,11 @@ def worker_shap(path: str, repeat: int) -> dict:
 
 
 def worker_interactions(path: str, repeat: int) -> dict:
-    from core import effects, explain, explain_charts, holdout
-    from core.local import explain_row, find_rows, what_if
+    from core.evaluate import holdout
+    from core.explain import charts as explain_charts
+    from core.explain import effects
+    from core.explain import shap as explain
+    from core.explain.local import explain_row, find_rows, what_if
 
     settings, con, run = _open()
     scored = holdout.scored_test(settings, con, run)

@@ -122,8 +122,9 @@ def main() -> None:
     py = sys.executable
     subprocess.run([py, "-m", "core", "demo", "--only", "flights", "--out-dir", str(root)], cwd=REPO, env=env,
                    check=True, stdout=subprocess.DEVNULL)
-    from core import jobs, runs
-    from core.catalog import Catalog
+    from core import jobs
+    from core.data.catalog import Catalog
+    from core.model import runs
     from core.settings import load_settings
 
     os.environ.update({k: v for k, v in env.items() if k.startswith("QUARRY_")})

@@ -41,8 +41,8 @@ def _timed(fn, repeat: int) -> tuple[float, float, object]:
 
 
 def worker_quarry(path: str, repeat: int) -> dict:
-    from core import catalog as cat
-    from core import engine
+    from core.data import catalog as cat
+    from core.data import engine
     from core.settings import load_settings
 
     settings = load_settings()

@@ -71,8 +71,9 @@ def worker_polars(path: str, repeat: int) -> dict:
 
 
 def worker_quarry(path: str, repeat: int) -> dict:
-    from core import catalog as cat
-    from core import engine, profile
+    from core.data import catalog as cat
+    from core.data import engine
+    from core.profile import scan as profile
     from core.settings import load_settings
 
     settings = load_settings()

@@ -58,9 +58,10 @@ def worker_copy(path: str, repeat: int) -> dict:
 
 
 def worker_quarry(path: str, repeat: int) -> dict:
-    from core import catalog as cat
-    from core import engine, materialize
-    from core import recipe as R
+    from core.data import catalog as cat
+    from core.data import engine
+    from core.features import materialize
+    from core.features import recipe as R
     from core.settings import load_settings
 
     settings = load_settings()

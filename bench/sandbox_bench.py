@@ -15,8 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core import catalog as cat  # noqa: E402
-from core import engine, sandbox  # noqa: E402
+from core.data import catalog as cat  # noqa: E402
+from core.data import (
+    engine,
+    sandbox,  # noqa: E402
+)
 from core.settings import load_settings  # noqa: E402
 
 QUERIES = {

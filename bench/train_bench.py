@@ -45,11 +45,11 @@ PARAMS = {"learning_rate": 0.1, "num_leaves": 63, "min_data_in_leaf": 50, "featu
 
 
 def _quarry(path: str, budget_mb: float) -> dict:
-    from core import catalog as cat
-    from core import engine
+    from core.data import catalog as cat
+    from core.data import engine
+    from core.model.splits import SplitConfig
+    from core.model.train import TrainConfig, train
     from core.settings import load_settings
-    from core.splits import SplitConfig
-    from core.train import TrainConfig, train
 
     settings = load_settings()
     con = engine.connect(settings)
@@ -107,8 +107,10 @@ def worker_plain(path: str, repeat: int) -> dict:
 
 
 def worker_scoring(path: str, repeat: int) -> dict:
-    from core import catalog as cat
-    from core import engine, runs, score, train_job
+    from core.data import catalog as cat
+    from core.data import engine
+    from core.model import job as train_job
+    from core.model import runs, score
     from core.settings import load_settings
 
     settings = load_settings()

@@ -1,6 +1,9 @@
-"""Files written whole or not at all: a temporary file beside the target, renamed onto it when complete."""
+"""Files written whole or not at all (a temporary file beside the target, renamed onto it when complete), and
+one exclusive lock among Quarry's processes. Every writer in Quarry goes through these."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,3 +33,26 @@ def write_text(out: Path, text: str) -> None:
     """Write a text file whole or not at all."""
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes(out: Path, data: bytes) -> None:
+    """Write a binary file whole or not at all."""
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(out: Path, doc: object, **dump: object) -> None:
+    """Write a JSON document whole or not at all (``dump`` goes to json.dumps, e.g. indent=1)."""
+    write_text(out, json.dumps(doc, **dump))
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Exclusive use of what `path` (a lock file, created if needed) guards, among processes and threads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

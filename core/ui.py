@@ -20,33 +20,24 @@ import duckdb
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core import (
-    audit,
-    auth,
-    correlate,
-    engine,
-    evaluate,
-    explain,
-    features,
-    holdout,
-    jobs,
-    materialize,
-    profile_store,
-    recipe,
-    report,
-    runs,
-    sandbox,
-    score,
-    target,
-    thresholds,
-)
-from core import catalog as cat
-from core import insights as ins
-from core import profile as prof
-from core import slices as slicing
+from core import audit, auth, jobs
+from core.data import catalog as cat
+from core.data import engine, sandbox
 from core.errors import QuarryError
+from core.evaluate import holdout, thresholds
+from core.evaluate import metrics as evaluate
+from core.evaluate import slices as slicing
+from core.explain import shap as explain
+from core.features import materialize, recipe
+from core.features import preview as features
 from core.fmt import human_seconds, md
+from core.model import runs, score
+from core.profile import correlate, report, target
+from core.profile import insights as ins
+from core.profile import scan as prof
+from core.profile import store as profile_store
 from core.settings import REPO_ROOT, Settings, load_settings
+from core.workspace import Workspace, open_workspace
 
 DATASET_KEY = "dataset"
 _router = threading.local()
@@ -98,26 +89,10 @@ def _connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     return engine.connect(settings)
 
 
-@dataclass(frozen=True)
-class Workspace:
-    """What a page needs: settings, the shared DuckDB connection and the catalog."""
-
-    settings: Settings
-    con: duckdb.DuckDBPyConnection
-    catalog: cat.Catalog
-
-    def version(self) -> tuple:
-        """Identity of the catalog's contents, part of every cache key (re-registering invalidates)."""
-        return tuple((d.name, d.source, d.registered_at) for d in self.catalog.list())
-
-
 def workspace() -> Workspace:
-    """Settings, connection and catalog, with DuckDB's views brought in step with the catalog."""
+    """Settings, this server's cached connection and the catalog, with DuckDB's views in step (core.workspace)."""
     settings = load_settings()
-    con = _connect(settings)
-    catalog = cat.Catalog(settings)
-    cat.sync_views(con, catalog.list())
-    return Workspace(settings, con, catalog)
+    return open_workspace(settings, _connect(settings))
 
 
 def settings_ok() -> bool:
@@ -490,12 +465,12 @@ def report_html(name: str, exact: bool, target_column: str | None, stamp: tuple)
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
 def fitted_recipe(name: str, recipe_json: str, version: tuple) -> str:
     """The recipe (JSON text) fitted on every row of the dataset: its stateful steps' statistics."""
-    return sandbox.fit_recipe(workspace().catalog, recipe_json, name)
+    return features.fit_in_sandbox(workspace().catalog, recipe_json, name)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=32)
 def recipe_preview(name: str, fitted_json: str, version: tuple) -> features.Preview:
-    return sandbox.recipe_preview(workspace().catalog, fitted_json, name)
+    return features.preview_in_sandbox(workspace().catalog, fitted_json, name)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=64)
@@ -732,7 +707,7 @@ def run_facets(found: list) -> tuple[list[str], list[str], list[str]]:
 
 def run_setup(run: runs.Run) -> dict:
     """How a run was made, as (what, value) rows."""
-    from core.splits import SplitConfig  # here: only the Runs page needs it
+    from core.model.splits import SplitConfig  # here: only the Runs page needs it
 
     info = run.info
     device = info.get("device") or {}

@@ -1,8 +1,9 @@
 """Data: register datasets, see their schema and size, and browse them a page at a time."""
 import streamlit as st
 
-from core import catalog as cat
-from core import sources, ui
+from core import ui
+from core.data import catalog as cat
+from core.data import sources
 from core.errors import QuarryError
 from core.fmt import human_bytes, human_seconds, md
 

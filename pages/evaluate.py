@@ -1,9 +1,13 @@
 """Evaluate: a run's metrics over its whole test split — threshold, curves, calibration, slices, fairness, model."""
 import streamlit as st
 
-from core import charts, eval_charts, evaluate, slices, ui
+from core import ui
 from core.errors import QuarryError
+from core.evaluate import charts as eval_charts
+from core.evaluate import metrics as evaluate
+from core.evaluate import slices
 from core.fmt import human_seconds, md
+from core.model import charts
 
 ui.page_guard()
 

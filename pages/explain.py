@@ -4,10 +4,13 @@ import math
 
 import streamlit as st
 
-from core import effects, explain, explain_charts, lineage, ui
+from core import ui
 from core.errors import QuarryError
+from core.explain import charts as explain_charts
+from core.explain import effects, lineage
+from core.explain import shap as explain
+from core.explain.local import explain_row, find_rows, what_if
 from core.fmt import human_seconds, md
-from core.local import explain_row, find_rows, what_if
 
 ui.page_guard()
 

@@ -1,11 +1,12 @@
 """Features: build a recipe of steps compiled to SQL, preview it on a sample, save it, write it out."""
 import streamlit as st
 
-from core import recipe as R
-from core import recipe_store, ui
+from core import ui
 from core.errors import QuarryError
+from core.features import recipe as R
+from core.features import store as recipe_store
 from core.fmt import md
-from core.profile import short
+from core.profile.scan import short
 
 ui.page_guard()
 ui.require_role("features")  # a viewer sees why not, and nothing else

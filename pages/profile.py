@@ -3,10 +3,11 @@ import json
 
 import streamlit as st
 
-from core import charts, correlate, ui
+from core import ui
 from core.errors import QuarryError
 from core.fmt import human_seconds, md
-from core.profile import column_facts, column_rows, summary_rows
+from core.profile import charts, correlate
+from core.profile.scan import column_facts, column_rows, summary_rows
 
 ui.page_guard()
 

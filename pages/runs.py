@@ -2,9 +2,10 @@
 cross-validation); manage; compare."""
 import streamlit as st
 
-from core import charts, runs, ui
+from core import ui
 from core.errors import QuarryError
 from core.fmt import md
+from core.model import charts, runs
 
 ui.page_guard()
 

@@ -1,9 +1,10 @@
 """Score: a saved run's recipe and model over every row of a dataset, written to the workspace as a new dataset."""
 import streamlit as st
 
-from core import runs, ui
+from core import ui
 from core.errors import QuarryError
 from core.fmt import human_seconds, md
+from core.model import runs
 
 ui.page_guard()
 ui.require_role("score")  # a viewer sees why not, and nothing else

@@ -1,7 +1,8 @@
 """SQL: one SELECT over the registered datasets, paged, downloadable and savable as a dataset."""
 import streamlit as st
 
-from core import sandbox, ui
+from core import ui
+from core.data import sandbox
 from core.errors import QuarryError
 from core.fmt import human_seconds, md
 

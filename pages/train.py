@@ -2,12 +2,14 @@
 cross-validation); follow it live, cancel it, reattach from anywhere."""
 import streamlit as st
 
-from core import charts, jobs, recipe_store, ui
+from core import jobs, ui
 from core.errors import QuarryError
+from core.features import store as recipe_store
 from core.fmt import human_seconds, md
-from core.splits import KINDS, SplitConfig
-from core.train import DEFAULT_METRIC, DEVICES, TASKS, check_params
-from core.train_job import TARGET
+from core.model import charts
+from core.model.job import TARGET
+from core.model.splits import KINDS, SplitConfig
+from core.model.train import DEFAULT_METRIC, DEVICES, TASKS, check_params
 
 ui.page_guard()
 ui.require_role("train")  # a viewer sees why not, and nothing else

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core import engine
-from core.catalog import Catalog
+from core.data import engine
+from core.data.catalog import Catalog
 from core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from core import catalog as cat
-from core import engine, holdout, runs, train_job
+from core.data import catalog as cat
+from core.data import engine
+from core.evaluate import holdout
+from core.model import job as train_job
+from core.model import runs
 from core.settings import Settings
 from tests.conftest import write_parquet
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from core import recipe as R
+from core.features import recipe as R
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots" / "recipes"
 

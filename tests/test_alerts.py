@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core import alerts as al
-from core import catalog as cat
-from core.alerts import Alert, all_alerts, mixed_type_alerts, outlier_alerts, profile_alerts, target_alerts
+from core.data import catalog as cat
 from core.errors import QuarryError
-from core.profile import Profile, profile_table
+from core.profile import alerts as al
+from core.profile.alerts import Alert, all_alerts, mixed_type_alerts, outlier_alerts, profile_alerts, target_alerts
+from core.profile.scan import Profile, profile_table
 from tests.conftest import WEIRD, write_parquet
 
 N = 1000
@@ -418,7 +418,7 @@ def test_all_alerts_with_a_target(con, catalog, root):
 
 @pytest.mark.parametrize("kind", ["binary", "regression"])
 def test_leakage_from_the_real_target_analysis(con, catalog, root, kind):
-    from core.target import target_relations
+    from core.profile.target import target_relations
 
     rng = np.random.default_rng(11)
     y = rng.random(4_000) < 0.3 if kind == "binary" else rng.normal(0, 1, 4_000)

@@ -9,10 +9,12 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import audit, auth, recipe_store, runs
-from core import catalog as cat
-from core import recipe as R
+from core import audit, auth
+from core.data import catalog as cat
 from core.errors import QuarryError
+from core.features import recipe as R
+from core.features import store as recipe_store
+from core.model import runs
 from tests.conftest import REPO
 
 APP = str(REPO / "app.py")

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from core import catalog as cat
-from core import engine, sandbox, sources
+from core.data import catalog as cat
+from core.data import engine, sandbox, sources
 from core.errors import DatasetError, PathError, QuarryError
 from tests.conftest import sample_table, write_parquet
 

@@ -9,7 +9,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from core.cli import main
+from core.cli.main import main
 from tests.conftest import REPO, sample_table, write_parquet
 
 

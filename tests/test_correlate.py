@@ -10,9 +10,9 @@ import pytest
 from scipy.stats.contingency import association
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import correlate
+from core.data import catalog as cat
 from core.errors import QuarryError
+from core.profile import correlate
 from tests.conftest import REPO, write_parquet
 
 

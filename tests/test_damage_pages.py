@@ -9,8 +9,8 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import engine
+from core.data import catalog as cat
+from core.data import engine
 from tests.conftest import REPO, sample_table, write_parquet
 from tests.eval_support import make_run
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from core import demo
+from core.data import demo
 from core.errors import QuarryError
 from core.settings import REPO_ROOT
 

@@ -27,7 +27,7 @@ import duckdb
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from core.demo import write_flights
+from core.data.demo import write_flights
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = Path(__file__).resolve().parent / "output"

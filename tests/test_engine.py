@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from core import catalog as cat
-from core import engine, sandbox
+from core.data import catalog as cat
+from core.data import engine, sandbox
 from core.errors import QuarryError, QueryError, QueryTimeout
 from core.settings import load_settings, memory_bytes
 from tests.conftest import WEIRD

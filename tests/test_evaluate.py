@@ -1,10 +1,10 @@
-"""Model evaluation (core/evaluate.py, core/thresholds.py, core/slices.py) against scikit-learn and numpy on the
+"""Model evaluation (core/evaluate/: metrics, thresholds, slices) against scikit-learn and numpy on the
 scored test split read into memory.
 
 Real runs of every task are trained once for the module (tests/eval_support.py); their scored test
 splits are small, so each number computed out of core in DuckDB is checked against the in-memory
 reference to 1e-9 relative. Hand-made scored files cover ties, a single class, missing values,
-many distinct scores and the sampled median. Charts (core/eval_charts.py) are built from the results.
+many distinct scores and the sampled median. Charts (core/evaluate/charts.py) are built from the results.
 """
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ import pytest
 import sklearn.metrics as skm
 from scipy.stats import norm
 
-from core import engine, holdout
-from core import eval_charts as C
-from core import evaluate as E
-from core import slices as S
-from core import thresholds as T
+from core.data import engine
 from core.errors import QuarryError
+from core.evaluate import charts as C
+from core.evaluate import holdout
+from core.evaluate import metrics as E
+from core.evaluate import slices as S
+from core.evaluate import thresholds as T
 from tests.conftest import quarry_env, write_parquet
 from tests.eval_support import make_run, scored
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import warnings
 from datetime import date, datetime
 
@@ -14,16 +13,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core import catalog as cat
-from core import effects as D
-from core import engine, holdout, lineage, recipe_store, runs, train_job
-from core import explain as E
-from core import explain_charts as C
-from core import local as L
-from core import recipe as R
-from core.demo.transactions import FRAUD_DRIVERS, FRAUD_TARGET, write_transactions
+from core.data import catalog as cat
+from core.data import engine
+from core.data.demo.transactions import FRAUD_DRIVERS, FRAUD_TARGET, write_transactions
 from core.errors import QuarryError
-from core.train import FeatureSpec
+from core.evaluate import holdout
+from core.explain import charts as C
+from core.explain import effects as D
+from core.explain import lineage
+from core.explain import local as L
+from core.explain import shap as E
+from core.features import recipe as R
+from core.features import store as recipe_store
+from core.model import job as train_job
+from core.model import runs
+from core.model.encoding import FeatureSpec, num_iteration
 from tests.eval_support import DRIVERS, make_run, scored
 
 TASKS = ("binary", "multiclass", "regression")
@@ -36,7 +40,7 @@ def _setup(settings, root, con, task: str, n: int = 300, **kw):
 
 
 def _raw(run, x: np.ndarray) -> np.ndarray:
-    return np.asarray(run.booster.predict(x, raw_score=True, num_iteration=E._num_iteration(run)))
+    return np.asarray(run.booster.predict(x, raw_score=True, num_iteration=num_iteration(run)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,11 +101,10 @@ def test_drivers_rank_above_noise_and_region(settings, root, con, task):
 def test_estimate_is_quick_and_scales_with_rows(settings, root, con):
     run = make_run(settings, root, "multiclass")
     sc = scored(settings, con, run)
-    started = time.perf_counter()
     small = E.estimate_seconds(run, sc, 1_000)
-    assert time.perf_counter() - started < 0.5
     assert 0 < small < 5
-    assert E.estimate_seconds(run, sc, 100_000) == pytest.approx(small * 100, rel=0.5)
+    assert E.estimate_seconds(run, sc, 100_000) == pytest.approx(small * 100, rel=1e-12)  # one measurement
+    assert E.estimate_seconds(run, sc, 0) == 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,15 +289,15 @@ def test_row_encoding_equals_the_feature_spec(con):
     theirs = spec.matrix(cur.sql(f"SELECT {spec.select_sql()} FROM enc").to_arrow_table())
     records = cur.sql("SELECT * FROM enc").to_arrow_table().to_pylist()
     cur.close()
-    ours = np.vstack([L.encode_row(list(names), list(kinds), categories, r) for r in records])
+    ours = np.vstack([L.encode_row(spec, r) for r in records])
     np.testing.assert_array_equal(ours, theirs)
-    shown = np.vstack([L.encode_row(list(names), list(kinds), categories, {k: L._display(v) for k, v in r.items()})
+    shown = np.vstack([L.encode_row(spec, {k: L._display(v) for k, v in r.items()})
                        for r in records])  # as explain_row shows them: ISO text for times
     np.testing.assert_array_equal(shown, theirs)
-    as_text = L.encode_row(["flag", "n", "ts"], ["boolean", "numeric", "temporal"], {},
+    as_text = L.encode_row(FeatureSpec(("flag", "n", "ts"), ("boolean", "numeric", "temporal")),
                            {"flag": "true", "n": "4.5", "ts": datetime(2024, 1, 1)})
     np.testing.assert_array_equal(as_text, [[1.0, 4.5, 1704067200.0]])  # a naive time is UTC, as in DuckDB
-    assert L.encode_row(["d"], ["temporal"], {}, {"d": date(1970, 1, 2)})[0, 0] == 86400.0
+    assert L.encode_row(FeatureSpec(("d",), ("temporal",)), {"d": date(1970, 1, 2)})[0, 0] == 86400.0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import engine, recipe_store
-from core.cli import main
+from core.cli.main import main
+from core.data import catalog as cat
+from core.data import engine
+from core.features import store as recipe_store
 from core.fmt import md
 from tests.conftest import REPO
 

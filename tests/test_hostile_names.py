@@ -19,9 +19,11 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import engine, jobs, runs
+from core import jobs
+from core.data import catalog as cat
+from core.data import engine
 from core.fmt import chart_text, md
+from core.model import runs
 from tests.conftest import REPO, until, write_parquet
 
 APP = str(REPO / "app.py")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from core import catalog as cat
-from core.engine import translate
+from core.data import catalog as cat
+from core.data.engine import translate
 from core.errors import PathError, QuarryError, QueryRefused
 from tests.conftest import sample_table, write_parquet
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from core import catalog as cat
+from core.data import catalog as cat
 from core.errors import QuarryError
-from core.missingness import missing_patterns
-from core.profile import Profile, profile_table
+from core.profile.missingness import missing_patterns
+from core.profile.scan import Profile, profile_table
 from tests.conftest import write_parquet
 
 N = 2000

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from core import evaluate, explain, slices, thresholds
-from core.local import explain_row
+from core.evaluate import metrics as evaluate
+from core.evaluate import slices, thresholds
+from core.explain import shap as explain
+from core.explain.local import explain_row
 from tests.eval_support import make_run, scored
 from tests.test_cli import run, run_json
 

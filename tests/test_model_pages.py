@@ -7,9 +7,14 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import engine, evaluate, explain, local, recipe_store, thresholds
-from core import recipe as R
+from core.data import catalog as cat
+from core.data import engine
+from core.evaluate import metrics as evaluate
+from core.evaluate import thresholds
+from core.explain import local
+from core.explain import shap as explain
+from core.features import recipe as R
+from core.features import store as recipe_store
 from tests.eval_support import make_run, scored
 from tests.test_train_page import open_page
 

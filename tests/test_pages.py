@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import engine
+from core.data import catalog as cat
+from core.data import engine
 from tests.conftest import REPO, sample_table, write_parquet
 
 APP = str(REPO / "app.py")

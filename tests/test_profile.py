@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core import bitset, value_counts
-from core import catalog as cat
-from core import profile as prof
-from core.profile import Profile, profile_table
+from core.data import catalog as cat
+from core.profile import bitset, value_counts
+from core.profile import scan as prof
+from core.profile.scan import Profile, profile_table
 from tests.conftest import WEIRD, write_parquet
 
 N = 600

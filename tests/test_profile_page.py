@@ -6,9 +6,9 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import engine
-from core.cli import main
+from core.cli.main import main
+from core.data import catalog as cat
+from core.data import engine
 from tests.conftest import REPO, sample_table, write_parquet
 
 APP = str(REPO / "app.py")
@@ -95,7 +95,7 @@ def test_profile_cli(capsys, settings, sample):
 
 
 def test_profiles_are_kept_until_the_files_change(settings, root):
-    from core import profile_store
+    from core.profile import store as profile_store
 
     path = write_parquet(root / "t.parquet", sample_table(300))
     con = engine.connect(settings)
@@ -165,7 +165,7 @@ def test_an_unusable_target_is_explained_and_the_rest_still_shows(settings, regi
 
 
 def test_cancel_keeps_nothing(settings, registered):
-    from core import profile_store
+    from core.profile import store as profile_store
 
     con = engine.connect(settings)
     catalog = cat.Catalog(settings)

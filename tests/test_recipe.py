@@ -1,4 +1,4 @@
-"""The recipe framework (core/recipe.py) and the column, row and derive steps (core/steps/columns.py).
+"""The recipe framework (core/features/recipe.py) and the column, row and derive steps (core/features/steps/columns.py).
 
 Each kind is checked against a plain Polars implementation of the same step on data with missing values,
 NaN, infinities, unicode and awkward column names; its SQL is kept as a snapshot. Bad recipes must fail with
@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from core import recipe as R
+from core.features import recipe as R
 from tests.conftest import WEIRD, sample_table
 from tests.recipe_support import run, snapshot, table
 

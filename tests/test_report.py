@@ -1,7 +1,7 @@
 """The HTML report: well-formed, self-contained, escaped, bounded in size, and made of aggregates only.
 
 Profiles are computed for real on generated Parquet files; the optional sections get small
-duck-typed stand-ins, as core/alerts.py, core/target.py and core/missingness.py only need the
+duck-typed stand-ins, as core/profile/alerts.py, core/profile/target.py and core/profile/missingness.py only need the
 attributes the report reads.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from core import catalog as cat
-from core import report
-from core.correlate import Correlations
+from core.data import catalog as cat
 from core.errors import QuarryError
-from core.profile import ColumnProfile, Histogram, Profile, TimeCounts, profile_table
+from core.profile import report
+from core.profile.correlate import Correlations
+from core.profile.scan import ColumnProfile, Histogram, Profile, TimeCounts, profile_table
 from tests.conftest import WEIRD, sample_table, write_parquet
 
 XSS = "<script>alert(1)</script>"
@@ -285,9 +285,9 @@ def test_opens_offline_in_chromium(con, catalog, root, nasty_table, tmp_path):
 
 def test_sections_from_the_analysis_modules(con, catalog, root, nasty_table):
     """The real results of core.alerts, core.target and core.missingness fit the report's duck typing."""
-    from core.alerts import all_alerts
-    from core.missingness import missing_patterns
-    from core.target import target_relations
+    from core.profile.alerts import all_alerts
+    from core.profile.missingness import missing_patterns
+    from core.profile.target import target_relations
 
     p = _profile(con, catalog, root, nasty_table)
     analysis = target_relations(con, "t", p, "amount")

@@ -1,4 +1,4 @@
-"""The run registry (core/runs.py): saving, listing, loading, renaming, tagging, deleting, comparing.
+"""The run registry (core/model/runs.py): saving, listing, loading, renaming, tagging, deleting, comparing.
 
 Runs are made from tiny real LightGBM models trained here on generated data, encoded per the run
 folder contract by a plain-Python reference encoder (``reference_matrix``, also used by test_score).
@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core import runs
 from core.errors import QuarryError
+from core.model import runs
 from core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -461,7 +461,7 @@ def test_stale_partial_folders_are_ignored_then_removed(settings, boosters):
 CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-from core import runs
+from core.model import runs
 from core.settings import load_settings
 
 mode, payload_path, marker = sys.argv[1:4]

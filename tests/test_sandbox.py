@@ -8,8 +8,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from core import catalog as cat
-from core import sandbox
+from core.data import catalog as cat
+from core.data import sandbox, sqlworker
 from core.errors import DatasetError, QueryError, QueryRefused, QueryTimeout
 from tests.conftest import sample_table, write_parquet
 
@@ -175,10 +175,10 @@ def test_totals_are_right_whatever_the_order(con, catalog, settings, registered,
 
 def test_counting_drops_only_the_outer_order_by(con):
     cur = con.cursor()
-    counted = sandbox.without_order_by(cur, "SELECT id, row_number() OVER (ORDER BY id) AS r FROM range(3) t(id) "
+    counted = sqlworker.without_order_by(cur, "SELECT id, row_number() OVER (ORDER BY id) AS r FROM range(3) t(id) "
                                             "ORDER BY r DESC LIMIT 2")
     assert "OVER (ORDER BY id)" in counted and "DESC" not in counted and "LIMIT 2" in counted
-    assert sandbox.without_order_by(cur, "SELECT 1 AS x") == "SELECT 1 AS x"  # nothing to drop: unchanged
+    assert sqlworker.without_order_by(cur, "SELECT 1 AS x") == "SELECT 1 AS x"  # nothing to drop: unchanged
 
 
 def test_preview_uses_a_known_total(catalog, registered):

@@ -1,4 +1,4 @@
-"""Batch scoring (core/score.py) against LightGBM's own predict on rows encoded by a plain-Python reference.
+"""Batch scoring (core/model/score.py) against LightGBM's own predict on rows encoded by a plain-Python reference.
 
 For every task, with and without a fitted recipe, the scores written to Parquet must equal
 ``Booster.predict`` on the same rows encoded value by value per the run folder contract
@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core import recipe as R
-from core import runs, score
 from core.errors import QuarryError
+from core.features import recipe as R
+from core.model import runs, score
+from core.model.encoding import FeatureSpec
 from tests.recipe_support import table as register
 from tests.test_runs import CLASSES, COLORS, FEATURES, make_table, reference_matrix, save_trained, train_booster
 
@@ -262,12 +263,21 @@ def test_a_cancelled_scoring_leaves_no_file(settings, con, tmp_path):
     (pa.array([1_500_000_000], pa.timestamp("ns")), None, [1.5]),
 ])
 def test_encode_column_follows_the_contract(values, categories, want):
-    np.testing.assert_array_equal(score.encode_column(values, categories), np.array(want, dtype=float))
+    """The one encoder (core.model.encoding.FeatureSpec) on raw Arrow values, as the run folder contract says."""
+    kind = "categorical" if categories is not None else _kind(values.type)
+    spec = FeatureSpec(("v",), (kind,), {"v": categories} if categories is not None else {})
+    np.testing.assert_array_equal(spec.encode(pa.table({"v": values})), np.array([want], dtype=float).T)
+
+
+def _kind(t: pa.DataType) -> str:
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return "temporal" if pa.types.is_temporal(t) else "boolean" if pa.types.is_boolean(t) else "numeric"
 
 
 def test_encode_features_matches_the_reference_encoder():
     t = make_table(500, seed=9, colors=[*COLORS, "purple"])
-    np.testing.assert_array_equal(score.encode_features(t, FEATURES, CATEGORICAL),
+    kinds = tuple("categorical" if f in CATEGORICAL else _kind(t.schema.field(f).type) for f in FEATURES)
+    np.testing.assert_array_equal(FeatureSpec(tuple(FEATURES), kinds, CATEGORICAL).encode(t),
                                   reference_matrix(t, FEATURES, CATEGORICAL))
-    with pytest.raises(QuarryError, match="cannot be a model feature"):
-        score.encode_column(pa.array([[1]]))
+    with pytest.raises(QuarryError, match="cannot be encoded"):
+        FeatureSpec(("v",), ("numeric",)).encode(pa.table({"v": pa.array([[1]])}))

@@ -7,7 +7,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from core import sketch
+from core.profile import sketch
 
 PROBS = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core import catalog as cat
+from core.data import catalog as cat
 from core.errors import QuarryError
-from core.recipe import source_sql
-from core.splits import SplitConfig, SplitError, split_counts, split_sql
+from core.features.recipe import source_sql
+from core.model.splits import SplitConfig, SplitError, split_counts, split_sql
 from tests.conftest import write_parquet
 
 N = 5000

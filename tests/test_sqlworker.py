@@ -13,8 +13,8 @@ import duckdb
 import psutil
 import pytest
 
-from core import catalog as cat
-from core import sandbox, sqlworker
+from core.data import catalog as cat
+from core.data import sandbox, sqlworker
 from core.errors import QueryError, QueryRefused, QueryTimeout
 from tests.conftest import quarry_env
 
@@ -175,7 +175,8 @@ def test_refused_before_any_process_starts(catalog, victim):
 
 def test_recipe_previews_run_under_the_same_limits(root, monkeypatch, con, sample):
     """A recipe expression that allocates without end is stopped in the sandbox with a clear message."""
-    from core import recipe as R
+    from core.features import recipe as R
+    from core.features.preview import fit_in_sandbox, preview_in_sandbox
 
     monkeypatch.setenv("QUARRY_SQL_TIME_LIMIT_S", "5")
     monkeypatch.setenv("QUARRY_SQL_MEMORY_LIMIT", "256MB")
@@ -184,9 +185,9 @@ def test_recipe_previews_run_under_the_same_limits(root, monkeypatch, con, sampl
     cat.register(con, catalog, str(sample), name="t")
     bad = R.Recipe(steps=(R.Step("expression", {"name": "x", "expression": "len(list_resize([1], 1e9))"}),))
     with pytest.raises(QueryError) as exc:
-        sandbox.recipe_preview(catalog, bad.dumps(), "t")
+        preview_in_sandbox(catalog, bad.dumps(), "t")
     assert "memory" in exc.value.message or "time limit" in exc.value.message
     good = R.Recipe(steps=(R.Step("expression", {"name": "x", "expression": "id * 2"}),))
-    preview = sandbox.recipe_preview(catalog, sandbox.fit_recipe(catalog, good.dumps(), "t"), "t")
+    preview = preview_in_sandbox(catalog, fit_in_sandbox(catalog, good.dumps(), "t"), "t")
     assert preview.rows_out == 1000 and preview.summaries[0].name == "x"
     assert "x" in preview.head.column_names

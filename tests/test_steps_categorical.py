@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-import core.steps  # noqa: F401  (registers the kinds before Recipe.fitted looks them up)
-from core import recipe as R
-from core.engine import quote_ident as q
+import core.features.steps  # noqa: F401  (registers the kinds before Recipe.fitted looks them up)
+from core.data.engine import quote_ident as q
+from core.features import recipe as R
 from tests.recipe_support import run, snapshot, table
 
 C, N, B, Y, T, K = 'cïty "name"', "n it's", "flag", "y", "amount €", "customer"  # text, int, bool, targets, key

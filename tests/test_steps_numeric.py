@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import core.steps  # noqa: F401  (registers the kinds before Recipe.fitted looks them up)
-from core import recipe as R
+import core.features.steps  # noqa: F401  (registers the kinds before Recipe.fitted looks them up)
+from core.features import recipe as R
 from tests.recipe_support import run, snapshot, table
 
 F, N, D, M, S = 'spend "usd"', "ünïts sold", "price €", "Mixed Case", "select"  # float, int, decimal, mode, text

@@ -1,4 +1,5 @@
-"""Steps over other rows (core/steps/relational.py) against pandas: sort, group, shift, on unsorted data with gaps.
+"""Steps over other rows (core/features/steps/relational.py) against pandas: sort, group, shift, on unsorted
+data with gaps.
 
 The data has missing keys, missing times, missing and NaN values, two keys, ties in time and rows in random
 order; lag and rolling are also checked never to read the row itself or a later one.
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from core import recipe as R
+from core.features import recipe as R
 from tests.recipe_support import run, snapshot, table
 
 

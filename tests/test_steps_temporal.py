@@ -1,4 +1,5 @@
-"""Date and time steps (core/steps/temporal.py) against Polars on generated, unsorted data with missing values."""
+"""Date and time steps (core/features/steps/temporal.py) against Polars on generated, unsorted data with missing
+values."""
 from __future__ import annotations
 
 import math
@@ -10,8 +11,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from core import recipe as R
-from core.steps.temporal import PARTS
+from core.features import recipe as R
+from core.features.steps.temporal import PARTS
 from tests.recipe_support import run, snapshot, table
 
 ODD = 'quo"te ünï'  # a column name that breaks naive SQL

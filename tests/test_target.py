@@ -18,10 +18,10 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import mutual_info_score, roc_auc_score
 
-from core import catalog as cat
-from core import target
+from core.data import catalog as cat
 from core.errors import QuarryError
-from core.profile import NUMERIC, ColumnProfile, Profile, profile_table
+from core.profile import target
+from core.profile.scan import NUMERIC, ColumnProfile, Profile, profile_table
 from tests.conftest import write_parquet
 
 N = 3000

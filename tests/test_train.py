@@ -11,12 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from core import catalog as cat
-from core import recipe as R
-from core import train as T
+from core.data import catalog as cat
 from core.errors import QuarryError
-from core.recipe import source_sql
-from core.splits import SplitConfig, split_sql
+from core.features import recipe as R
+from core.features.recipe import source_sql
+from core.model import train as T
+from core.model.splits import SplitConfig, split_sql
 from tests.conftest import write_parquet
 
 N = 3000

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core.cli import main
+from core.cli.main import main
 from tests.conftest import write_parquet
 
 

@@ -10,9 +10,12 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalog as cat
-from core import charts, engine, jobs, runs, train_job, tune, ui
+from core import jobs, ui
+from core.data import catalog as cat
+from core.data import engine
 from core.fmt import md
+from core.model import charts, runs, tune
+from core.model import job as train_job
 from tests.conftest import REPO, until, write_parquet
 
 APP = str(REPO / "app.py")

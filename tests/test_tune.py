@@ -5,11 +5,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core import catalog as cat
-from core import tune as tn
+from core.data import catalog as cat
 from core.errors import QuarryError
-from core.splits import SplitConfig
-from core.train import TrainConfig
+from core.model import tune as tn
+from core.model.splits import SplitConfig
+from core.model.train import TrainConfig
 from tests.conftest import write_parquet
 
 

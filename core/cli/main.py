@@ -7,35 +7,27 @@ one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
-from core import (
-    atomic,
-    demo,
-    engine,
-    insights,
-    materialize,
-    profile,
-    profile_store,
-    recipe,
-    recipe_store,
-    report,
-    runs,
-    sandbox,
-    score,
-)
-from core import catalog as cat
+from core import atomic
+from core.cli import model as model_cli
+from core.cli.common import Context, _progress, _share_progress, emit_json, print_table, table_json
+from core.data import catalog as cat
+from core.data import demo, engine, sandbox
 from core.errors import QuarryError
-from core.fmt import human_bytes, jsonable
-from core.settings import Settings, load_settings
+from core.features import materialize, recipe
+from core.features import store as recipe_store
+from core.fmt import human_bytes
+from core.model import runs, score
+from core.profile import insights, report
+from core.profile import scan as profile
+from core.profile import store as profile_store
 
 EXIT_USER_ERROR = 2
 EXIT_UNEXPECTED = 1
@@ -46,67 +38,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise QuarryError(f"{self.prog}: {message}", f"see: {self.prog} --help")
-
-
-@dataclass
-class Context:
-    settings: Settings
-    con: duckdb.DuckDBPyConnection
-    catalog: cat.Catalog
-
-    @classmethod
-    def open(cls) -> Context:
-        settings = load_settings()
-        con = engine.connect(settings)
-        catalog = cat.Catalog(settings)
-        cat.sync_views(con, catalog.list())
-        return cls(settings, con, catalog)
-
-
-def _share_progress(label: str):
-    """Like _progress, for work that reports the share done (0 to 1)."""
-    if not sys.stderr.isatty():
-        return None
-    return lambda share: sys.stderr.write(f"\r{label}: {share:4.0%}" + ("\n" if share >= 1 else "")) and None
-
-
-# ----------------------------------------------------------------------------------------------
-# Output helpers
-
-
-def emit_json(doc: object) -> None:
-    """One valid JSON document on stdout."""
-    json.dump(jsonable(doc), sys.stdout, allow_nan=False)
-    sys.stdout.write("\n")
-
-
-def table_json(table: pa.Table) -> dict:
-    """A page of rows as JSON: column names and types, then rows as lists."""
-    return {"columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-            "rows": [list(r.values()) for r in table.to_pylist()]}
-
-
-def print_table(table: pa.Table) -> None:
-    """A page of rows as an aligned text table (the page is bounded, so this is small)."""
-    import polars as pl
-
-    with pl.Config(tbl_rows=table.num_rows, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40,
-                   tbl_hide_dataframe_shape=True):
-        print(pl.from_arrow(table))
-
-
-def _progress(label: str):
-    """A progress printer for stderr (only on a terminal, so logs and pipes stay clean)."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        sys.stderr.write(f"\r{label}: {done / max(total, 1):4.0%} ({done:,} / {total:,} rows)")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,7 +261,7 @@ def _number_or_text(text: str) -> object:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from core import train_job
+    from core.model import job as train_job
 
     ctx = Context.open()
     d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
@@ -563,7 +494,6 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, help="the Parquet file to write")
     sc.add_argument("--keep", help="comma-separated columns to keep beside the predictions (e.g. an ID)")
 
-    from core import model_cli  # here, not at the top: it imports this module's helpers
 
     model_cli.add_commands(top, command)
 

@@ -1,4 +1,4 @@
-"""The ``evaluate`` and ``explain`` commands of ``python -m core`` (see core/cli.py for the conventions)."""
+"""The ``evaluate`` and ``explain`` commands of ``python -m core`` (see core/cli/main.py for the conventions)."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,12 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from core import evaluate, explain, holdout, runs, slices, thresholds
-from core.cli import Context, _progress, emit_json, print_table
-from core.local import explain_row
+from core.cli.common import Context, _progress, emit_json, print_table
+from core.evaluate import holdout, slices, thresholds
+from core.evaluate import metrics as evaluate
+from core.explain import shap as explain
+from core.explain.local import explain_row
+from core.model import runs
 
 
 def _scored(ctx: Context, run: runs.Run, quiet: bool, refresh: bool) -> holdout.Scored:

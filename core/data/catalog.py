@@ -11,12 +11,9 @@ user decides. A dataset whose files went away (check_files) fails on its own; th
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -25,11 +22,9 @@ from pathlib import Path
 
 import duckdb
 
-from core import audit, auth
-from core.engine import quote_ident, quote_literal, translate
-from core.errors import DatasetError, PathError, QuarryError
-from core.settings import Settings
-from core.sources import (
+from core import atomic, audit, auth
+from core.data.engine import quote_ident, quote_literal, translate
+from core.data.sources import (
     CSV_EXT,
     PARQUET_EXT,
     Partition,
@@ -39,6 +34,8 @@ from core.sources import (
     resolve_files,
     save_upload,
 )
+from core.errors import DatasetError, PathError, QuarryError
+from core.settings import Settings
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 CATALOG_VERSION = 1
@@ -198,20 +195,17 @@ class Catalog:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        lock = self.settings.workspace / "catalog.lock"
         try:
             self.settings.workspace.mkdir(parents=True, exist_ok=True)
-            lock = open(self.settings.workspace / "catalog.lock", "w")  # noqa: SIM115 - closed below
+            lock.touch()
         except OSError as exc:
             raise CatalogError(f"Quarry cannot write in the workspace {self.settings.workspace} "
                                f"({exc.strerror or exc}), so the catalog cannot change.",
                                "Check the folder's permissions and free space, or point QUARRY_WORKSPACE "
                                "at a writable folder.") from None
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with atomic.locked(lock):
+            yield
 
     def _read(self) -> dict[str, Dataset]:
         """The datasets in catalog.json; a file that cannot be read or is damaged raises and is left as it is."""
@@ -256,14 +250,7 @@ class Catalog:
 
     def _write_json(self, path: Path, doc: dict) -> None:
         """Write `doc` to `path` whole or not at all (a temporary file renamed onto it)."""
-        fd, tmp = tempfile.mkstemp(dir=self.settings.workspace, prefix=".catalog-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(doc, fh, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_json(path, doc, indent=1)
 
     def list(self) -> list[Dataset]:
         return sorted(self._read().values(), key=lambda d: d.name)

@@ -8,9 +8,11 @@ cursor, so a time limit interrupts that query alone.
 from __future__ import annotations
 
 import re
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import duckdb
@@ -54,8 +56,6 @@ def connect(settings: Settings, *, progress: bool = False,
     limit = settings.memory_limit
     if memory_cap is not None and memory_bytes(memory_cap) < memory_bytes(limit):
         limit = memory_cap
-    from core.sqlworker import spill_root  # imported here: sqlworker imports this module in its children
-
     for folder in (settings.workspace, settings.datasets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(
@@ -83,6 +83,20 @@ def connect(settings: Settings, *, progress: bool = False,
         con.execute("SET enable_progress_bar_print = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+_SPILL: dict[str, Path] = {}
+_SPILL_LOCK = threading.Lock()
+
+
+def spill_root(settings: Settings) -> Path:
+    """This process's private spill folder under QUARRY_TEMP_DIR (made once, 0700, removed at exit)."""
+    key = str(settings.temp_dir)
+    with _SPILL_LOCK:
+        if key not in _SPILL or not _SPILL[key].is_dir():
+            settings.temp_dir.mkdir(parents=True, exist_ok=True)
+            _SPILL[key] = Path(tempfile.mkdtemp(prefix="quarry-spill-", dir=settings.temp_dir))
+        return _SPILL[key]
 
 
 def _message(exc: Exception) -> str:

@@ -11,7 +11,6 @@ reads only the registered datasets. Quarry's own writes (saving a result as a da
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ import duckdb
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from core import atomic, features, sqlcheck, sqlworker
-from core.catalog import Catalog, Dataset, new_dataset_path, register_written
-from core.engine import Page, check_page_args, translate
+from core import atomic
+from core.data import sqlcheck, sqlworker
+from core.data.catalog import Catalog, Dataset, new_dataset_path, register_written
+from core.data.engine import Page, check_page_args, translate
 from core.errors import QueryError, QueryRefused
 
 ST = duckdb.StatementType
@@ -104,25 +104,6 @@ def run_query(catalog: Catalog, sql: str, *, offset: int = 0, limit: int = 50) -
     table, header = sqlworker.table(box(catalog), "page", {"sql": query, "offset": offset, "limit": limit,
                                                               "tables": _tables(query)})
     return QueryPage(table, int(header["total"]), offset, limit, time.perf_counter() - started, query)
-
-
-def without_order_by(cur: duckdb.DuckDBPyConnection, query: str) -> str:
-    """The query without its outermost ORDER BY, for counting its rows.
-
-    The row count does not depend on the order (a LIMIT/OFFSET is kept), and DuckDB would
-    otherwise sort the whole result just to count it. The edit is made on DuckDB's own parse
-    tree (json_serialize_sql), never on the text; anything unexpected keeps the query as it is.
-    """
-    try:
-        tree = json.loads(cur.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
-        node = tree["statements"][0]["node"]
-        kept = [m for m in node["modifiers"] if m["type"] != "ORDER_MODIFIER"]
-        if tree.get("error") or len(kept) == len(node["modifiers"]):
-            return query
-        node["modifiers"] = kept
-        return cur.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchall()[0][0]
-    except (duckdb.Error, KeyError, IndexError, TypeError, ValueError):
-        return query
 
 
 def export_query(catalog: Catalog, sql: str, fmt: str) -> tuple[bytes, int]:
@@ -213,17 +194,3 @@ def count_rows_where(catalog: Catalog, table: str, where: str = "") -> int:
     what = "The filter" if where else "Counting rows"
     return int(sqlworker.value(box(catalog), "count", {"table": table, "where": where, "what": what}, what)["value"])
 
-
-def fit_recipe(catalog: Catalog, recipe_json: str, table: str) -> str:
-    """A recipe (JSON text) fitted on every row of `table`, its user expressions run in the sandbox."""
-    what = "Fitting the recipe"
-    return sqlworker.value(box(catalog), "recipe_fit", {"recipe": recipe_json, "table": table, "what": what},
-                           what)["recipe"]
-
-
-def recipe_preview(catalog: Catalog, fitted_json: str, table: str) -> features.Preview:
-    """The Features page's preview of a fitted recipe on a sample of `table` (core.features), run in the sandbox."""
-    what = "Running the recipe on the sample"
-    head, header = sqlworker.table(box(catalog), "recipe_preview",
-                                   {"recipe": fitted_json, "table": table, "what": what}, what)
-    return features.from_json(header["preview"], head)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import glob as globlib
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import atomic
 from core.errors import DatasetError, PathError
 from core.settings import Settings
 
@@ -201,14 +201,7 @@ def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
         target, n = folder / safe, 2
         while target.exists() or target.is_symlink():
             target, n = folder / f"{stem}_{n}{ext}", n + 1
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic.write_bytes(target, data)
     except OSError as exc:
         raise DatasetError(f"The upload {shown_name(filename)!r} could not be stored in {folder} "
                            f"({exc.strerror or exc}).",

@@ -35,7 +35,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ import duckdb
 import pyarrow as pa
 
 from core import errors
+from core.data.engine import spill_root
 from core.errors import QueryError, QueryTimeout
 from core.settings import Settings, memory_bytes
 
@@ -82,19 +82,8 @@ class Box:
 # The caller's side
 
 
-_SPILL: dict[str, Path] = {}
 _SERVER: dict[str, object] = {}
 _LOCK = threading.Lock()
-
-
-def spill_root(settings: Settings) -> Path:
-    """This process's private spill folder under QUARRY_TEMP_DIR (made once, 0700, removed at exit)."""
-    key = str(settings.temp_dir)
-    with _LOCK:
-        if key not in _SPILL or not _SPILL[key].is_dir():
-            settings.temp_dir.mkdir(parents=True, exist_ok=True)
-            _SPILL[key] = Path(tempfile.mkdtemp(prefix="quarry-spill-", dir=settings.temp_dir))
-        return _SPILL[key]
 
 
 def _server() -> tuple[socket.socket, subprocess.Popen]:
@@ -102,9 +91,9 @@ def _server() -> tuple[socket.socket, subprocess.Popen]:
     proc = _SERVER.get("proc")
     if proc is None or proc.poll() is not None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        proc = subprocess.Popen([sys.executable, "-m", "core.sqlworker", str(theirs.fileno())],
+        proc = subprocess.Popen([sys.executable, "-m", "core.data.sqlworker", str(theirs.fileno())],
                                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+                                cwd=Path(__file__).resolve().parents[2], start_new_session=True)
         theirs.close()
         old = _SERVER.get("control")
         if old is not None:
@@ -351,7 +340,7 @@ def _confine(box: Box, spill: str) -> None:
 
 
 def _connect(box: Box, spill: str, names: set[str] | None) -> duckdb.DuckDBPyConnection:
-    from core.engine import PERFECT_HASH_BITS, quote_ident, quote_literal
+    from core.data.engine import PERFECT_HASH_BITS, quote_ident, quote_literal
 
     con = duckdb.connect(":memory:", config={
         "memory_limit": box.memory_limit, "threads": box.threads, "temp_directory": spill,
@@ -372,9 +361,27 @@ def _connect(box: Box, spill: str, names: set[str] | None) -> duckdb.DuckDBPyCon
     return con
 
 
+def without_order_by(cur: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The query without its outermost ORDER BY, for counting its rows.
+
+    The row count does not depend on the order (a LIMIT/OFFSET is kept), and DuckDB would
+    otherwise sort the whole result just to count it. The edit is made on DuckDB's own parse
+    tree (json_serialize_sql), never on the text; anything unexpected keeps the query as it is.
+    """
+    try:
+        tree = json.loads(cur.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
+        node = tree["statements"][0]["node"]
+        kept = [m for m in node["modifiers"] if m["type"] != "ORDER_MODIFIER"]
+        if tree.get("error") or len(kept) == len(node["modifiers"]):
+            return query
+        node["modifiers"] = kept
+        return cur.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchall()[0][0]
+    except (duckdb.Error, KeyError, IndexError, TypeError, ValueError):
+        return query
+
+
 def _op_page(con_for: Callable, args: dict) -> tuple[dict, pa.Table | pa.RecordBatchReader]:
-    from core.engine import count_rows
-    from core.sandbox import without_order_by
+    from core.data.engine import count_rows
 
     sql = args["sql"]
     cur = con_for(set(args["tables"]))
@@ -392,14 +399,14 @@ def _op_rows(con_for: Callable, args: dict) -> tuple[dict, pa.Table | pa.RecordB
 
 
 def _filtered(cur: duckdb.DuckDBPyConnection, args: dict) -> duckdb.DuckDBPyRelation:
-    from core.engine import quote_ident
+    from core.data.engine import quote_ident
 
     rel = cur.table(quote_ident(args["table"]))
     return rel.filter(args["where"]) if (args.get("where") or "").strip() else rel
 
 
 def _op_preview(con_for: Callable, args: dict) -> tuple[dict, pa.Table | pa.RecordBatchReader]:
-    from core.engine import count_rows, quote_ident
+    from core.data.engine import count_rows, quote_ident
 
     cur = con_for({args["table"]})
     rel = _filtered(cur, args)
@@ -413,28 +420,22 @@ def _op_preview(con_for: Callable, args: dict) -> tuple[dict, pa.Table | pa.Reco
 
 
 def _op_count(con_for: Callable, args: dict) -> tuple[dict, None]:
-    from core.engine import count_rows
+    from core.data.engine import count_rows
 
     return {"value": count_rows(_filtered(con_for({args["table"]}), args))}, None
 
 
-def _op_recipe_fit(con_for: Callable, args: dict) -> tuple[dict, None]:
-    from core import recipe
-
-    fitted = recipe.fit(con_for({args["table"]}), recipe.loads(args["recipe"]), args["table"])
-    return {"recipe": fitted.dumps()}, None
+# The operations a child can run, by name: nothing else can be asked for. Modules above this one add theirs
+# with `operation` when they are imported (the server imports them before it forks: see serve()).
+OPS: dict[str, Callable] = {"page": _op_page, "rows": _op_rows, "preview": _op_preview, "count": _op_count}
 
 
-def _op_recipe_preview(con_for: Callable, args: dict) -> tuple[dict, pa.Table]:
-    from core import features, recipe
-
-    found = features.preview(con_for({args["table"]}), recipe.loads(args["recipe"]), args["table"])
-    return {"preview": features.to_json(found)}, found.head
-
-
-# The operations a child can run, by name: nothing else can be asked for.
-OPS: dict[str, Callable] = {"page": _op_page, "rows": _op_rows, "preview": _op_preview, "count": _op_count,
-                            "recipe_fit": _op_recipe_fit, "recipe_preview": _op_recipe_preview}
+def operation(name: str) -> Callable[[Callable], Callable]:
+    """Register a child operation under `name` (a decorator); the recipe preview registers its own."""
+    def register(fn: Callable) -> Callable:
+        OPS[name] = fn
+        return fn
+    return register
 
 
 def _serve(sock: socket.socket) -> None:
@@ -452,7 +453,7 @@ def _serve(sock: socket.socket) -> None:
         os.makedirs(spill, mode=0o700, exist_ok=True)
         _confine(box, spill)
         try:
-            from core.engine import translate
+            from core.data.engine import translate
 
             con = None
 
@@ -461,7 +462,10 @@ def _serve(sock: socket.socket) -> None:
                 con = _connect(box, spill, names)
                 return con
 
-            header, data = OPS[request["op"]](con_for, request["args"])
+            op = OPS.get(request["op"])
+            if op is None:
+                raise QueryError(f"The sandbox has no operation {request['op']!r}.", "This is a bug in Quarry.")
+            header, data = op(con_for, request["args"])
         except errors.QuarryError as exc:
             stream.write(_frame({"error": {"class": type(exc).__name__, "message": exc.message, "hint": exc.hint}}))
             return
@@ -481,6 +485,12 @@ def _serve(sock: socket.socket) -> None:
             stream.write(_frame({"error": {"class": "QueryStopped", "message": "The query needed more memory than "
                                            f"the {box.memory_cap_bytes / 2**30:.3g} GiB cap and was stopped.",
                                            "hint": "Narrow it, or raise QUARRY_SQL_MEMORY_LIMIT."}}))
+            return
+        except Exception as exc:  # a bug, not the user's query: say so rather than end without a word
+            what = request["args"].get("what") or "The query"
+            stream.write(_frame({"error": {"class": "QueryError", "message": f"{what} failed unexpectedly "
+                                           f"({type(exc).__name__}: {str(exc)[:200]}).",
+                                           "hint": "This is a bug in Quarry; please report it with the query."}}))
             return
         stream.write(_frame({**header, "arrow": data is not None}))
         if data is not None:
@@ -507,9 +517,8 @@ def serve(control_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     import pyarrow.ipc  # noqa: F401 - imported once here, not in every child
 
-    import core.engine
-    import core.features
-    import core.sandbox  # noqa: F401
+    import core.data.engine
+    import core.features.preview  # noqa: F401 - registers the recipe operations
     control = socket.socket(fileno=control_fd)
     while True:
         try:
@@ -534,4 +543,8 @@ def memory_cap(settings_limit: str) -> int:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    # Serve from the module itself, not from __main__: operations registered by other modules (the recipe
+    # preview) land in core.data.sqlworker.OPS, which a copy of this file running as __main__ would not see.
+    from core.data import sqlworker
+
+    sqlworker.serve(int(sys.argv[1]))

@@ -11,11 +11,12 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.charts import ACCENT, LAYOUT, MUTED, PALETTE, _fig, _thin, importance, learning_curve
+from core.charts import ACCENT, LAYOUT, MUTED, PALETTE, _fig, _thin
 from core.errors import QuarryError
-from core.evaluate import Evaluation
+from core.evaluate.metrics import Evaluation
+from core.evaluate.slices import HIGHER_IS_BETTER, SliceTable
 from core.fmt import chart_text
-from core.slices import HIGHER_IS_BETTER, SliceTable
+from core.model.charts import importance, learning_curve
 
 MAX_POINTS = 2_000
 GUIDE = dict(color="#999", dash="dash", width=1)  # reference lines: the diagonal, a random model, zero

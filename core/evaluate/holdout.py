@@ -3,7 +3,7 @@
 The test rows are drawn again exactly as training drew them: the run's recipe compiled in its
 training form over the dataset, the run's split (kind, fractions, seed) over that, ``__split =
 'test'``. DuckDB streams them as Arrow batches; each batch is encoded as the model was trained
-(core.train.FeatureSpec), predicted, and appended to one Parquet file, so memory holds one batch
+(core.model.encoding.FeatureSpec), predicted, and appended to one Parquet file, so memory holds one batch
 whatever the split's size. Evaluation (core.evaluate) and explanation (core.explain) then query that
 file with DuckDB.
 
@@ -33,15 +33,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import catalog as cat
-from core import recipe as R
 from core.atomic import atomic_path, write_text
-from core.engine import quote_ident, quote_literal, translate
+from core.data import catalog as cat
+from core.data.engine import quote_ident, quote_literal, translate
 from core.errors import QuarryError
-from core.runs import Run, cache_dir
+from core.features import recipe as R
+from core.model.encoding import FeatureSpec, Labels, label_sql, num_iteration
+from core.model.runs import Run, cache_dir
+from core.model.splits import SPLIT_COLUMN, SplitConfig, split_sql
 from core.settings import Settings
-from core.splits import SPLIT_COLUMN, SplitConfig, split_sql
-from core.train import FeatureSpec, Labels, label_sql
 
 FORMAT = "quarry.scored"
 VERSION = 1
@@ -98,11 +98,10 @@ def folder(settings: Settings, run_id: str) -> Path:
 
 def feature_spec(run: Run) -> FeatureSpec:
     """How the run's model input is made from rows that have its feature columns (as in training)."""
-    kinds = run.info.get("feature_kinds")
-    if not isinstance(kinds, list) or len(kinds) != len(run.features):
-        raise HoldoutError(f"run.json of run {run.run_id!r} lacks the kind of each feature.",
-                           "The run folder is damaged or too old; train the run again.")
-    return FeatureSpec(tuple(run.features), tuple(kinds), run.categorical)
+    try:
+        return FeatureSpec.for_run(run)
+    except QuarryError as exc:
+        raise HoldoutError(exc.message, exc.hint) from None
 
 
 def test_sql(con: duckdb.DuckDBPyConnection, run: Run) -> tuple[str, dict]:
@@ -151,8 +150,8 @@ def _cached(run: Run, path: Path, fingerprint: str) -> dict | None:
     return meta
 
 
-def _prediction_arrays(run: Run, booster, x: np.ndarray, num_iteration: int | None) -> list[tuple[str, pa.Array]]:
-    raw = booster.predict(x, num_iteration=num_iteration)
+def _prediction_arrays(run: Run, booster, x: np.ndarray, trees: int | None) -> list[tuple[str, pa.Array]]:
+    raw = booster.predict(x, num_iteration=trees)
     if run.task == "binary":
         return [("__score", pa.array(raw, pa.float64()))]
     if run.task == "multiclass":
@@ -210,8 +209,7 @@ def _write(settings: Settings, cur: duckdb.DuckDBPyConnection, run: Run, spec: F
               f"FROM ({sql}) AS {quote_ident('test rows')}")
     labels = Labels(run.task, run.classes or None)
     booster = run.booster
-    best = run.best_iteration
-    num_iteration = best if best is not None and best < booster.current_iteration() else None
+    trees = num_iteration(run)
     expected = int((run.info.get("rows") or {}).get("test") or 0)
     done = 0
     if progress:
@@ -231,7 +229,7 @@ def _write(settings: Settings, cur: duckdb.DuckDBPyConnection, run: Run, spec: F
                 cols = [(name, batch.column(i)) for i, name in enumerate(user)]
                 cols += [("__row", pa.array(np.arange(done, done + batch.num_rows, dtype=np.int64))),
                          ("__label", pa.array(y, pa.float64())),
-                         *_prediction_arrays(run, booster, x, num_iteration)]
+                         *_prediction_arrays(run, booster, x, trees)]
                 table = pa.table(dict(cols))
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")

@@ -25,20 +25,21 @@ from pathlib import Path
 
 import duckdb
 
-from core import holdout
 from core.atomic import atomic_path, write_text
-from core.engine import connect as engine_connect
-from core.engine import quote_literal, translate
+from core.data.engine import connect as engine_connect
+from core.data.engine import quote_literal, translate
+from core.data.types import TASKS
 from core.errors import QuarryError
+from core.evaluate import holdout
+from core.evaluate.holdout import Scored
+from core.evaluate.stats import auc_from_parts, finite, rates, ratio, wilson
 from core.fmt import jsonable
-from core.holdout import Scored
-from core.runs import Run
+from core.model.runs import Run
 from core.settings import Settings
-from core.stats import auc_from_parts, finite, rates, ratio, wilson
 
 FORMAT = "quarry.evaluation"
 VERSION = 1
-TASKS = ("binary", "multiclass", "regression")
+
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] for log loss
 CURVE_BUCKETS = 330  # ROC/PR points: a new point whenever TPR, FPR or the share flagged crosses a 1/330 step
 CALIBRATION_BINS = 10

@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 
 import duckdb
 
-from core.engine import quote_ident, quote_literal, translate
+from core.data.engine import quote_ident, quote_literal, translate
+from core.data.types import NUMERIC, column_kind
 from core.errors import QuarryError
-from core.evaluate import EXACT_ROWS, auc_parts_sql, fetch, finite_number, quantiles
+from core.evaluate.holdout import Scored
+from core.evaluate.metrics import EXACT_ROWS, auc_parts_sql, fetch, finite_number, quantiles
+from core.evaluate.stats import Z, auc_from_parts, finite, hanley_mcneil, mean_ci, ratio, wilson
 from core.fmt import jsonable
-from core.holdout import Scored
-from core.profile import NUMERIC, column_kind
-from core.stats import Z, auc_from_parts, finite, hanley_mcneil, mean_ci, ratio, wilson
 
 SMALL_GROUP = 30  # slices and fairness say when a group has fewer rows than this
 MISSING = "(missing)"

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import duckdb
 
-from core.engine import quote_literal, translate
+from core.data.engine import quote_literal, translate
 from core.errors import QuarryError
-from core.evaluate import curve_path, evaluate, fetch, finite_number, require_task
-from core.holdout import Scored
+from core.evaluate.holdout import Scored
+from core.evaluate.metrics import curve_path, evaluate, fetch, finite_number, require_task
+from core.evaluate.stats import rates
 from core.settings import Settings
-from core.stats import rates
 
 
 def at_threshold(con: duckdb.DuckDBPyConnection, scored: Scored, threshold: float) -> dict:

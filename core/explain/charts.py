@@ -12,9 +12,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.charts import ACCENT, MUTED, PALETTE, _fig
-from core.explain import ShapSample, global_importance
+from core.explain.local import LocalExplanation
+from core.explain.shap import ShapSample, global_importance
 from core.fmt import chart_text
-from core.local import LocalExplanation
 
 LOW, HIGH = "#008bfb", "#ff0051"  # feature value low -> high; also SHAP down / up in waterfalls
 VALUE_SCALE = [[0.0, LOW], [0.5, "#b84fd0"], [1.0, HIGH]]

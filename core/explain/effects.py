@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.explain import ExplainError, ShapSample, check_class_index, explained_class, predict
-from core.runs import Run
+from core.explain.shap import ExplainError, ShapSample, check_class_index, explained_class, predict
+from core.model.runs import Run
 
 INTERACTION_ROWS = 10_000  # rows used to pick the colouring feature of a dependence plot
 

@@ -7,10 +7,10 @@ import re
 
 import duckdb
 
-from core import recipe as R
-from core.engine import quote_ident
+from core.data.engine import quote_ident
 from core.errors import QuarryError
-from core.runs import Run
+from core.features import recipe as R
+from core.model.runs import Run
 
 ROW_KINDS = ("filter", "deduplicate", "select", "drop")  # steps that keep or drop, but change no value
 

@@ -1,8 +1,8 @@
 """One row's explanation: SHAP of a test row or of a row typed in for a what-if, computed on the fly with
 core.explain, and the test rows worth explaining.
 
-A what-if row is encoded exactly as training encoded rows (core.train.FeatureSpec): numbers as DOUBLE, true/false
-as 1/0, times as epoch seconds, text as the index of the label among the run's training categories (an unseen
+A what-if row is encoded exactly as training encoded rows (core.model.encoding.FeatureSpec): numbers as DOUBLE,
+true/false as 1/0, times as epoch seconds, text as the index of the label among the run's training categories (an unseen
 label is missing).
 """
 from __future__ import annotations
@@ -16,11 +16,13 @@ from decimal import Decimal
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
-from core import holdout
-from core.engine import quote_ident, translate
-from core.explain import ExplainError, check_class_index, contributions, explained_class, predict
-from core.runs import Run
+from core.data.engine import quote_ident, translate
+from core.evaluate import holdout
+from core.explain.shap import ExplainError, check_class_index, contributions, explained_class, predict
+from core.model.encoding import FeatureSpec
+from core.model.runs import Run
 
 
 @dataclass(frozen=True)
@@ -175,25 +177,28 @@ def _number(value: object, feature: str, kind: str) -> float:
         raise ExplainError(f"{feature}: {value!r} is not a number.", "Enter a number, or leave it empty.") from None
 
 
-def encode_row(features: list[str], kinds: list[str], categories: Mapping[str, list], values: Mapping) -> np.ndarray:
-    """One row given as feature -> raw value, as a (1, F) model input encoded like core.train.FeatureSpec.
+def encode_row(spec: FeatureSpec, values: Mapping) -> np.ndarray:
+    """One row given as feature -> raw value (as typed in the what-if form), as a (1, F) model input.
 
-    Missing features and None are missing (NaN); unseen category labels are missing too.
+    Each value is read as its feature's canonical value (a number, epoch seconds, a category label) and
+    encoded by the run's FeatureSpec.matrix, like every other row. Missing features and None are missing
+    (NaN); unseen category labels are missing too.
     """
-    out = np.full((1, len(features)), np.nan)
-    for i, (name, kind) in enumerate(zip(features, kinds, strict=True)):
+    columns = []
+    for i, (name, kind) in enumerate(zip(spec.names, spec.kinds, strict=True)):
         value = values.get(name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        if kind == "categorical":
-            labels = [str(c) for c in categories.get(name, [])]
+            value = None
+        elif kind == "categorical":
+            labels = spec.categories.get(name, [])
             label = _as_label(value)
-            out[0, i] = labels.index(label) if label in labels else np.nan
+            value = next((c for c in labels if str(c) == label), None)
         elif kind == "temporal":
-            out[0, i] = _epoch(value, name)
+            value = _epoch(value, name)
         else:
-            out[0, i] = _number(value, name, kind)
-    return out
+            value = _number(value, name, kind)
+        columns.append(pa.array([value], spec._value_sets[i].type if i in spec._value_sets else pa.float64()))
+    return spec.matrix(pa.table(columns, names=[f"__f{i}" for i in range(len(columns))]))
 
 
 def what_if(run: Run, values: dict, *, class_index: int | None = None) -> LocalExplanation:
@@ -202,8 +207,7 @@ def what_if(run: Run, values: dict, *, class_index: int | None = None) -> LocalE
     Features not given are missing; keys that are not features (the target, an id) are ignored.
     Multiclass explains `class_index`, by default the predicted class.
     """
-    spec = holdout.feature_spec(run)
-    x = encode_row(run.features, list(spec.kinds), run.categorical, values)
+    x = encode_row(holdout.feature_spec(run), values)
     shown = {f: _display(values.get(f)) for f in run.features}
     return _local(run, x, shown, None, None, class_index)
 

@@ -30,13 +30,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import holdout
 from core.atomic import atomic_path
-from core.engine import translate
+from core.data.engine import translate
 from core.errors import QuarryError
-from core.runs import Run
+from core.evaluate import holdout
+from core.model.encoding import FeatureSpec, num_iteration
+from core.model.runs import Run
 from core.settings import Settings
-from core.train import FeatureSpec
 
 DEFAULT_ROWS = 10_000
 MAX_ROWS = 200_000
@@ -128,12 +128,6 @@ def explained_class(task: str, classes: list | None, class_index: int | None) ->
 # SHAP itself
 
 
-def _num_iteration(run: Run) -> int | None:
-    """The run's best iteration, as scoring (core.holdout) uses it; None for every tree."""
-    best = run.best_iteration
-    return best if best is not None and best < run.booster.current_iteration() else None
-
-
 def contributions(run: Run, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact TreeSHAP of the rows of model input `x` at the run's best iteration.
 
@@ -142,7 +136,7 @@ def contributions(run: Run, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     run
         The run whose model explains.
     x
-        (n, F) float64 model input, encoded as in training (core.train.FeatureSpec).
+        (n, F) float64 model input, encoded as in training (core.model.encoding.FeatureSpec).
 
     Returns
     -------
@@ -156,7 +150,7 @@ def contributions(run: Run, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                            f"Got shape {x.shape}.", "Encode rows with the run's FeatureSpec.")
     rows = x if len(x) else np.full((1, x.shape[1]), np.nan)
     out = np.asarray(run.booster.predict(np.ascontiguousarray(rows), pred_contrib=True,
-                                         num_iteration=_num_iteration(run)), dtype=np.float64)
+                                         num_iteration=num_iteration(run)), dtype=np.float64)
     f = x.shape[1]
     if run.task == "multiclass":
         out = out.reshape(len(rows), -1, f + 1)
@@ -169,7 +163,7 @@ def contributions(run: Run, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def predict(run: Run, x: np.ndarray) -> np.ndarray:
     """The model's prediction: P(class 1) (binary), (n, K) probabilities (multiclass), values (regression)."""
     out = np.asarray(run.booster.predict(np.ascontiguousarray(x, dtype=np.float64),
-                                         num_iteration=_num_iteration(run)), dtype=np.float64)
+                                         num_iteration=num_iteration(run)), dtype=np.float64)
     return out.reshape(len(x), -1) if run.task == "multiclass" else out
 
 
@@ -182,18 +176,15 @@ def _check_size(run: Run, n: int) -> None:
                            f"{cells * 8 / 2**30:.1f} GB of memory.", f"Ask for at most {most:,} rows.")
 
 
-def _encode_arrow(spec: FeatureSpec, table: pa.Table) -> np.ndarray:
-    """Model input from an Arrow table holding the feature columns, through the spec's own SQL and matrix."""
-    con = duckdb.connect()
-    try:
-        con.register("explain_rows", table)
-        return spec.matrix(con.sql(f"SELECT {spec.select_sql()} FROM explain_rows").to_arrow_table())
-    finally:
-        con.close()
+_PER_ROW: dict[tuple, float] = {}
 
 
-def estimate_seconds(run: Run, scored: holdout.Scored, n: int) -> float:
-    """About how long SHAP of `n` test rows takes: pred_contrib timed on up to 512 real rows, scaled to n."""
+def seconds_per_row(run: Run, scored: holdout.Scored) -> float:
+    """pred_contrib's seconds per row for this run, timed once on up to 512 real test rows (then kept per run
+    and scored file, so every estimate on a page is from the same measurement)."""
+    key = (run.run_id, str(scored.path), scored.rows)
+    if key in _PER_ROW:
+        return _PER_ROW[key]
     spec = holdout.feature_spec(run)
     try:
         batch = next(pq.ParquetFile(scored.path).iter_batches(batch_size=512, columns=run.features), None)
@@ -202,7 +193,7 @@ def estimate_seconds(run: Run, scored: holdout.Scored, n: int) -> float:
                            "Open the run's evaluation again to rebuild it.") from None
     if batch is None or not batch.num_rows:
         return 0.0
-    x = _encode_arrow(spec, pa.Table.from_batches([batch]))
+    x = spec.encode(batch)
     m = min(64, len(x))  # a small batch first: a large model must not make the estimate itself slow
     started = time.perf_counter()
     contributions(run, x[:m])
@@ -212,7 +203,13 @@ def estimate_seconds(run: Run, scored: holdout.Scored, n: int) -> float:
         started = time.perf_counter()
         contributions(run, x)
         took = time.perf_counter() - started
-    return took / m * max(int(n), 0)
+    _PER_ROW[key] = took / m
+    return _PER_ROW[key]
+
+
+def estimate_seconds(run: Run, scored: holdout.Scored, n: int) -> float:
+    """About how long SHAP of `n` test rows takes: seconds_per_row scaled to n."""
+    return seconds_per_row(run, scored) * max(int(n), 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +296,7 @@ def _cache_path(settings: Settings, run: Run, n: int, seed: int) -> Path:
 
 def _meta(run: Run, scored: holdout.Scored, n: int, seed: int) -> dict:
     return {"format": FORMAT, "version": VERSION, "run_id": run.run_id, "rows": n, "seed": int(seed),
-            "scored": _stat(scored.path), "features": run.features, "num_iteration": _num_iteration(run)}
+            "scored": _stat(scored.path), "features": run.features, "num_iteration": num_iteration(run)}
 
 
 def _cached_meta(path: Path, want: dict) -> dict | None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import duckdb
 
-from core import engine
-from core import recipe as R
 from core.atomic import atomic_path
-from core.catalog import Catalog, Dataset, new_dataset_path, register_written, sync_views
-from core.engine import quote_literal
+from core.data import engine
+from core.data.catalog import Catalog, Dataset, new_dataset_path, register_written, sync_views
+from core.data.engine import quote_literal
 from core.errors import QuarryError
+from core.features import recipe as R
 from core.settings import Settings
 
 

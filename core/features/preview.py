@@ -6,13 +6,16 @@ lags, rolling windows) see only the sampled rows there, and the page says that t
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import duckdb
 import pyarrow as pa
 
-from core import recipe as R
-from core.engine import quote_ident, translate
+from core.data import sandbox, sqlworker
+from core.data.catalog import Catalog
+from core.data.engine import quote_ident, translate
+from core.features import recipe as R
 
 SAMPLE_ROWS = 10_000
 SHOW_ROWS = 100
@@ -133,3 +136,35 @@ def _summaries(cur: duckdb.DuckDBPyConnection, compiled: R.Compiled, before: tup
         m, d, lo, hi, mu = row[5 * i: 5 * i + 5]
         out.append(ColumnSummary(c.name, c.type, status, int(m), int(d), lo, hi, mu))
     return tuple(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Features page's fit and preview run in the sandbox process (core.data.sqlworker), like user SQL:
+# they run a user's recipe expressions, under the same time and memory limits.
+
+
+@sqlworker.operation("recipe_fit")
+def _op_fit(con_for: Callable, args: dict) -> tuple[dict, None]:
+    fitted = R.fit(con_for({args["table"]}), R.loads(args["recipe"]), args["table"])
+    return {"recipe": fitted.dumps()}, None
+
+
+@sqlworker.operation("recipe_preview")
+def _op_preview(con_for: Callable, args: dict) -> tuple[dict, pa.Table]:
+    found = preview(con_for({args["table"]}), R.loads(args["recipe"]), args["table"])
+    return {"preview": to_json(found)}, found.head
+
+
+def fit_in_sandbox(catalog: Catalog, recipe_json: str, table: str) -> str:
+    """A recipe (JSON text) fitted on every row of `table`, its user expressions run in the sandbox."""
+    what = "Fitting the recipe"
+    return sqlworker.value(sandbox.box(catalog), "recipe_fit", {"recipe": recipe_json, "table": table,
+                                                                "what": what}, what)["recipe"]
+
+
+def preview_in_sandbox(catalog: Catalog, fitted_json: str, table: str) -> Preview:
+    """The Features page's preview of a fitted recipe on a sample of `table`, run in the sandbox."""
+    what = "Running the recipe on the sample"
+    head, header = sqlworker.table(sandbox.box(catalog), "recipe_preview",
+                                   {"recipe": fitted_json, "table": table, "what": what}, what)
+    return from_json(header["preview"], head)

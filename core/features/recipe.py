@@ -11,7 +11,7 @@ description. The whole recipe becomes one query of chained CTEs::
 so preview, materialisation, training and scoring all run the exact same SQL, out of core. Fitted
 values live in the recipe's JSON: applying it next month reproduces the training-time transform.
 
-Kinds live in ``core/steps/`` (one module per family) and register themselves here with ``kind()``.
+Kinds live in ``core/features/steps/`` (one module per family) and register themselves here with ``kind()``.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from typing import Any
 
 import duckdb
 
-from core import sqlcheck
-from core.engine import quote_ident, quote_literal, translate
+from core.data import sqlcheck
+from core.data.engine import quote_ident, quote_literal, translate
+from core.data.types import column_kind
 from core.errors import QuarryError
-from core.profile import column_kind
 
 FORMAT = "quarry.recipe"
 VERSION = 1
@@ -137,7 +137,7 @@ class Param:
 
 @dataclass(frozen=True)
 class Column:
-    """A column of a step's input: its name, DuckDB type and kind (core.profile.column_kind)."""
+    """A column of a step's input: its name, DuckDB type and kind (core.data.types.column_kind)."""
 
     name: str
     type: str
@@ -207,7 +207,7 @@ def kind_of(step: Step, index: int) -> Kind:
 
 def _load_kinds() -> None:
     if not KINDS:
-        import core.steps  # noqa: F401  (registers every kind)
+        import core.features.steps  # noqa: F401  (registers every kind)
 
 
 def kinds() -> dict[str, Kind]:

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 from core import atomic, auth
-from core import recipe as R
-from core.catalog import NAME_RE
+from core.data.catalog import NAME_RE
+from core.features import recipe as R
 from core.settings import Settings
 
 

@@ -10,11 +10,13 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from core import audit, auth, engine, recipe_store, runs, tune
-from core import catalog as cat
-from core.settings import load_settings
-from core.splits import SplitConfig
-from core.train import TrainConfig, train
+from core import audit, auth
+from core.data import catalog as cat
+from core.features import store as recipe_store
+from core.model import runs, tune
+from core.model.splits import SplitConfig
+from core.model.train import TrainConfig, train
+from core.workspace import open_workspace
 
 TARGET = "train"  # the key of `run` in core.jobs.TARGETS, the registry of what a job worker may call
 
@@ -32,10 +34,8 @@ def config_from(params: dict, settings) -> TrainConfig:
 
 def run(params: dict, reporter=None) -> dict:
     """Train, save the run, return {"run_id", "metrics", "baselines", "device", "data_path", "cv"}."""
-    settings = load_settings()
-    con = engine.connect(settings)
-    catalog = cat.Catalog(settings)
-    cat.sync_views(con, catalog.list())
+    ws = open_workspace()
+    settings, con, catalog = ws.settings, ws.con, ws.catalog
     config = config_from(params, settings)
     created_by = params.get("created_by") or auth.who()  # set by core.jobs.start for the Train page's jobs
     audit.record(settings, "train.run", who=created_by, dataset=config.dataset, target=config.target,

@@ -20,7 +20,6 @@ under an exclusive file lock (``runs.lock``), retrying a few times when another 
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -38,14 +37,15 @@ from typing import Any
 
 import duckdb
 
-from core import audit, auth
-from core import recipe as R
+from core import atomic, audit, auth
+from core.data.types import TASKS
 from core.errors import QuarryError
+from core.features import recipe as R
 from core.settings import Settings
 
 FORMAT = "quarry.run"
 VERSION = 1
-TASKS = ("binary", "multiclass", "regression")
+
 # \A and \Z, not ^ and $: "$" also matches before a final newline, which would let "id\n" through.
 RUN_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,79}\Z")
 PARTIAL = ".partial-"
@@ -250,13 +250,8 @@ def _parse_time(text: object) -> datetime:
 @contextmanager
 def _locked(settings: Settings) -> Iterator[None]:
     """Exclusive use of the registry among Quarry processes and threads (flock on runs.lock)."""
-    settings.workspace.mkdir(parents=True, exist_ok=True)
-    with open(settings.workspace / "runs.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with atomic.locked(settings.workspace / "runs.lock"):
+        yield
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
@@ -584,12 +579,7 @@ def load_run(settings: Settings, run_id: str) -> Run:
 
 def _rewrite_run_json(path: Path, doc: dict) -> None:
     """Replace run.json whole (a temporary file, then a rename)."""
-    tmp = path / f".run-{secrets.token_hex(4)}.json"
-    try:
-        _write(tmp, _dumps(doc))
-        os.replace(tmp, path / "run.json")
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_text(path / "run.json", _dumps(doc))
 
 
 def _update(settings: Settings, run_id: str, change: Callable[[dict], None]) -> RunSummary:

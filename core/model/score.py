@@ -1,8 +1,8 @@
 """Batch scoring out of core: a saved run's recipe and model applied to a whole dataset, written as Parquet.
 
 The run's fitted recipe is compiled over the dataset (the same SQL as at training time) and DuckDB
-streams the result as Arrow batches; each batch is encoded the way the model was trained (see
-``encode_features``), predicted by LightGBM and appended to the output file. Memory holds one batch
+streams the result as Arrow batches; each batch is encoded by the one encoder training used
+(core.model.encoding.FeatureSpec), predicted by LightGBM and appended to the output file. Memory holds one batch
 at a time, whatever the dataset's size. The file appears only when complete (a temporary name in
 the same folder, then a rename).
 
@@ -12,24 +12,23 @@ the column, the expected and the found type.
 """
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core import audit, auth
-from core import recipe as R
-from core.engine import count_rows, quote_ident, translate
+from core import atomic, audit, auth
+from core.data.engine import count_rows, quote_ident, translate
+from core.data.types import NUMERIC, column_kind
 from core.errors import QuarryError
-from core.profile import NUMERIC, column_kind
-from core.runs import Run
+from core.features import recipe as R
+from core.model.encoding import FeatureSpec, category_group, num_iteration
+from core.model.runs import Run
 from core.settings import Settings
 
 BATCH_ROWS = 65_536
@@ -70,14 +69,6 @@ GROUP_WORDS = {"number": "a number", "text": "text (VARCHAR)", "boolean": "a boo
                "temporal": "a date or timestamp"}
 
 
-def _category_group(categories: list) -> str:
-    if all(isinstance(c, bool) for c in categories) and categories:
-        return "boolean"
-    if all(isinstance(c, int | float) and not isinstance(c, bool) for c in categories) and categories:
-        return "number"
-    return "text"
-
-
 KIND_GROUPS = {"numeric": "number", "categorical": "text", "boolean": "boolean", "temporal": "temporal"}
 
 
@@ -94,7 +85,7 @@ def _expected(run: Run, feature: str) -> tuple[set[str], str]:
         return {KIND_GROUPS[kind]}, f"{GROUP_WORDS[KIND_GROUPS[kind]]} (a {kind} feature in training)"
     categories = run.categorical.get(feature)
     if categories is not None:
-        group = _category_group(categories)
+        group = category_group(categories)
         return {group}, f"{GROUP_WORDS[group]}, a categorical feature"
     return {"number", "boolean", "temporal"}, "a number, boolean, date or timestamp"
 
@@ -155,94 +146,6 @@ def check_inputs(con: duckdb.DuckDBPyConnection, run: Run, table: str, *, keep: 
 # Encoding (the run folder contract) and predicting
 
 
-def _as_float(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values with null as NaN."""
-    # safe=False: integers beyond 2**53 round like numpy's astype(float) instead of raising
-    floats = pc.fill_null(pc.cast(values, pa.float64(), safe=False), np.nan)
-    return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-def _codes(values: pa.Array | pa.ChunkedArray, categories: list) -> np.ndarray:
-    """The index of each value in the training categories; unseen or missing values are NaN."""
-    if not categories:
-        return np.full(len(values), np.nan)
-    group = _category_group(categories)
-    if group == "text":
-        typ, value_set = pa.large_string(), pa.array([str(c) for c in categories], pa.large_string())
-    elif group == "boolean":
-        typ, value_set = pa.bool_(), pa.array(categories, pa.bool_())
-    else:
-        typ, value_set = pa.float64(), pa.array([float(c) for c in categories], pa.float64())
-    if pa.types.is_dictionary(values.type):
-        values = pc.cast(values, values.type.value_type)
-    index = pc.index_in(pc.cast(values, typ), value_set=value_set, skip_nulls=True)
-    return _as_float(index)
-
-
-def _seconds(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Dates and timestamps as seconds since 1970-01-01 UTC (float), as DuckDB's epoch() gives them."""
-    t = values.type
-    if pa.types.is_date32(t):
-        return _as_float(pc.cast(values, pa.int32())) * 86_400.0
-    if pa.types.is_date64(t):
-        return _as_float(pc.cast(values, pa.int64())) / 1e3
-    per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
-    raw = _as_float(pc.cast(values, pa.int64()))
-    return raw if per_second == 1.0 else raw / per_second
-
-
-def encode_column(values: pa.Array | pa.ChunkedArray, categories: list | None = None) -> np.ndarray:
-    """One feature as the model takes it (float64): category codes, 0/1, epoch seconds or the number.
-
-    Scoring converts times and numbers in SQL first (``feature_sql``), exactly as training does; this
-    also takes them raw from Arrow, with the same result.
-    """
-    if categories is not None:
-        return _codes(values, categories)
-    t = values.type
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-        values = pc.cast(values, t)
-    if pa.types.is_date(t) or pa.types.is_timestamp(t):
-        return _seconds(values)
-    if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return _as_float(values)
-    raise ScoreError(f"A column of Arrow type {t} cannot be a model feature.",
-                     "Cast it to a number, boolean, date or timestamp.")
-
-
-def feature_sql(run: Run, types: Mapping[str, str]) -> list[str]:
-    """Per feature, the SQL that brings it to the model's input (the run folder contract), as ``__f<i>``:
-    text categories as VARCHAR, dates and timestamps as DOUBLE epoch seconds, the rest as DOUBLE."""
-    out = []
-    for i, name in enumerate(run.features):
-        q = quote_ident(name)
-        categories = run.categorical.get(name)
-        if categories is not None:
-            expr = f"CAST({q} AS VARCHAR)" if _category_group(categories) == "text" else q
-        elif _group(types[name]) == "temporal":
-            expr = f"CAST(epoch({q}) AS DOUBLE)"
-        else:
-            expr = f"CAST({q} AS DOUBLE)"
-        out.append(f"{expr} AS __f{i}")
-    return out
-
-
-def encode_features(batch: pa.RecordBatch | pa.Table, features: Sequence[str],
-                    categorical: Mapping[str, list] | None = None) -> np.ndarray:
-    """The model input for a batch of rows: a float64 matrix, one column per feature in model order.
-
-    Per the run folder contract: a categorical column becomes the index of its value in its category
-    list (unseen or missing: NaN); booleans 0/1; dates and timestamps epoch seconds; numbers float64;
-    missing values NaN.
-    """
-    categorical = categorical or {}
-    x = np.empty((batch.num_rows, len(features)), dtype=np.float64, order="F")
-    for j, name in enumerate(features):
-        x[:, j] = encode_column(batch.column(name), categorical.get(name))
-    return x
-
-
 def _prediction_names(run: Run) -> list[str]:
     if run.task == "binary":
         return ["score", "prediction"]
@@ -260,17 +163,11 @@ def _prediction_fields(run: Run) -> list[pa.Field]:
     return [pa.field("prediction", pa.float64())]
 
 
-def _num_iteration(run: Run) -> int | None:
-    """Trees to use: up to the run's best iteration when the saved model holds more (LightGBM's 1-based count)."""
-    best = run.best_iteration
-    return best if best is not None and best < run.booster.current_iteration() else None
-
-
 def predict(run: Run, x: np.ndarray, *, threads: int | None = None) -> list[pa.Array]:
     """Prediction columns for encoded rows: binary score + 0/1 prediction (score >= threshold), multiclass
     prob_<class>... + the predicted class, regression the prediction."""
     kwargs = {"num_threads": threads} if threads else {}
-    raw = run.booster.predict(x, num_iteration=_num_iteration(run), **kwargs)
+    raw = run.booster.predict(x, num_iteration=num_iteration(run), **kwargs)
     if run.task == "binary":
         return [pa.array(raw, pa.float64()), pa.array((raw >= run.threshold).astype(np.int8), pa.int8())]
     if run.task == "multiclass":
@@ -326,12 +223,10 @@ def score(settings: Settings, con: duckdb.DuckDBPyConnection, run: Run, table: s
         raise ScoreError(f"The batch size must be at least 1. Got {batch_size}.", "Use the default.")
     compiled = _prepare(con, run, table, keep)
     types = {c.name: c.type for c in compiled.columns}
+    spec = FeatureSpec.for_run(run, types)  # the one encoder (core.model.encoding), as in training
     kept = [f"{quote_ident(k)} AS __k{i}" for i, k in enumerate(keep)]
-    sql = f"SELECT {', '.join([*kept, *feature_sql(run, types)])} FROM ({compiled.sql}) AS scored"
-    inputs = [f"__f{i}" for i in range(len(run.features))]
-    codes = {f"__f{i}": run.categorical[f] for i, f in enumerate(run.features) if f in run.categorical}
+    sql = f"SELECT {', '.join([spec.select_sql(), *kept])} FROM ({compiled.sql}) AS scored"
     fields = _prediction_fields(run)
-    tmp = out.with_name(f".{out.name}.partial")
     cur = con.cursor()
     rows = 0
     try:
@@ -341,22 +236,19 @@ def score(settings: Settings, con: duckdb.DuckDBPyConnection, run: Run, table: s
                            metadata={"quarry.run_id": run.run_id, "quarry.dataset": table})
         if progress:
             progress(0, total)
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with atomic.atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for batch in reader:
                 if not batch.num_rows:
                     continue
-                x = encode_features(batch, inputs, codes)
+                x = spec.matrix(batch)
                 predicted = predict(run, x, threads=settings.threads)
                 writer.write_batch(pa.RecordBatch.from_arrays(
                     [batch.column(f"__k{i}") for i in range(len(keep))] + predicted, schema=schema))
                 rows += batch.num_rows
                 if progress:
                     progress(rows, max(total, rows))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
     except duckdb.Error as exc:
         raise translate(exc, "Scoring") from None
     finally:
-        tmp.unlink(missing_ok=True)
         cur.close()
     return ScoreResult(rows=rows, seconds=time.perf_counter() - started, out=out)

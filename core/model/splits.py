@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
-from core.engine import quote_ident, quote_literal, translate
+from core.data.engine import quote_ident, quote_literal, translate
+from core.data.types import FLOAT_TYPES, column_kind
 from core.errors import QuarryError
 from core.fmt import jsonable
-from core.profile import FLOAT_TYPES, column_kind
 
 KINDS = ("random", "stratified", "time", "group")
 SPLITS = ("train", "valid", "test")

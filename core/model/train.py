@@ -35,33 +35,25 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from pathlib import Path
 
 import duckdb
 import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from lightgbm.basic import _ConfigAliases
-from sklearn import metrics as skm
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from core.engine import quote_ident, quote_literal, translate
+from core.data.engine import quote_ident, quote_literal, translate
+from core.data.types import MAX_CLASSES, NUMERIC, TASKS, column_kind
 from core.errors import QuarryError
+from core.features.recipe import Recipe, compile_recipe, source_sql
 from core.fmt import jsonable
-from core.profile import NUMERIC, column_kind
-from core.recipe import Recipe, compile_recipe, source_sql
+from core.model.encoding import FeatureSpec, Labels, label_sql
+from core.model.splits import ROW, SPLIT_COLUMN, SplitConfig, split_counts, split_sql
 from core.settings import Settings, load_settings
-from core.splits import ROW, SPLIT_COLUMN, SplitConfig, split_counts, split_sql
 
-TASKS = ("binary", "multiclass", "regression")
 DEVICES = ("auto", "cpu", "gpu", "cuda")
-MAX_CLASSES = 50  # as core.target
 MAX_CATEGORIES = 1000  # categories kept per text feature (the most frequent in the train split)
 ID_LIKE_SHARE = 0.95  # approx distinct >= this share of rows: an ID (HyperLogLog reads ~2% low on a unique column)
 GPU_MIN_ROWS = 1_000_000  # below this, auto stays on CPU: moving data to a GPU costs more than it saves
@@ -370,55 +362,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class FeatureSpec:
-    """How the model's input matrix is made from a query's rows: the feature columns in order, each
-    one's kind ('numeric', 'boolean', 'temporal' or 'categorical') and the categories of the
-    categorical ones (code i is categories[i]; anything else -> NaN, LightGBM's missing).
-
-    Scoring makes the same matrix: ``SELECT {spec.select_sql()} FROM (...)``, then ``spec.matrix(batch)``.
-    """
-
-    names: tuple[str, ...]
-    kinds: tuple[str, ...]
-    categories: dict[str, list[str]] = field(default_factory=dict)
-
-    def select_sql(self) -> str:
-        """The SELECT list giving the features in order as __f0, __f1...: numbers as DOUBLE, text as VARCHAR."""
-        out = []
-        for i, (name, kind) in enumerate(zip(self.names, self.kinds, strict=True)):
-            q = quote_ident(name)
-            expr = {"categorical": f"CAST({q} AS VARCHAR)", "temporal": f"CAST(epoch({q}) AS DOUBLE)"}.get(
-                kind, f"CAST({q} AS DOUBLE)")
-            out.append(f"{expr} AS __f{i}")
-        return ", ".join(out)
-
-    @cached_property
-    def _value_sets(self) -> dict[int, pa.Array]:
-        return {i: pa.array(self.categories.get(n, []), pa.string()) for i, (n, k) in
-                enumerate(zip(self.names, self.kinds, strict=True)) if k == "categorical"}
-
-    def column(self, i: int, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Feature i's values (a column of select_sql's output) as float64, missing and unseen as NaN."""
-        if i in self._value_sets:
-            values = pc.index_in(values, value_set=self._value_sets[i])
-        values = pc.cast(values, pa.float64())
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        return values.to_numpy(zero_copy_only=False)
-
-    def matrix(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray:
-        """The first len(names) columns of a batch of select_sql's output, as a float64 (rows, features) matrix."""
-        out = np.empty((batch.num_rows, len(self.names)), dtype=np.float64, order="F")
-        for i in range(len(self.names)):
-            out[:, i] = self.column(i, batch.column(i))
-        return out
-
-    @property
-    def categorical(self) -> list[int]:
-        return [i for i, k in enumerate(self.kinds) if k == "categorical"]
-
-
-@dataclass(frozen=True)
 class TrainResult:
     """A trained model and everything known about how it was made and how well it does.
 
@@ -682,21 +625,6 @@ class ParquetSequence(lgb.Sequence):
             yield from self.file.read_row_group(g).to_batches()
 
 
-class Labels:
-    """Target values -> what LightGBM learns: class codes (sorted classes) or float values."""
-
-    def __init__(self, task: str, classes: list | None) -> None:
-        self.task, self.classes = task, classes
-
-    def __call__(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        if self.task == "regression":
-            return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-        codes = pc.index_in(values, value_set=pa.array(self.classes, values.type))
-        return pc.cast(codes, pa.float64()).to_numpy(zero_copy_only=False)
-
-
 @dataclass
 class _Split:
     """One split as read: a matrix in memory, or a Parquet-backed Sequence; labels always in memory."""
@@ -712,11 +640,6 @@ class _Split:
             return
         for batch in self.seq.batches():
             yield self.seq.spec.matrix(batch), labels(batch.column("__y"))
-
-
-def label_sql(target: str, task: str) -> str:
-    y = quote_ident(target)
-    return f"CAST({y} AS DOUBLE)" if task == "regression" else y
 
 
 def _split_select(spec: FeatureSpec, target: str, task: str, query: str, split: str) -> str:
@@ -815,6 +738,8 @@ def metrics(task: str, y: np.ndarray, pred: np.ndarray, n_classes: int = 2) -> d
     undefined (AUC with one class present); {} when there are no rows."""
     if len(y) == 0:
         return {}
+    from sklearn import metrics as skm  # here: importing scikit-learn costs ~1 s, and most commands never train
+
     if task == "binary":
         p = np.clip(pred, 1e-15, 1 - 1e-15)
         return {"auc": float(skm.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None,
@@ -853,6 +778,11 @@ class _Linear:
     """LogisticRegression / Ridge on the non-categorical features: train medians impute, then standardise."""
 
     def __init__(self, task: str, x: np.ndarray, y: np.ndarray, columns: list[int], n_classes: int, seed: int):
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression, Ridge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         self.task, self.columns, self.n_classes = task, columns, n_classes
         model = Ridge(alpha=1.0) if task == "regression" else LogisticRegression(max_iter=500, random_state=seed)
         self.pipe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), model)

@@ -17,7 +17,7 @@ import duckdb
 import optuna
 
 from core.errors import QuarryError
-from core.train import TrainConfig, TrainResult, train
+from core.model.train import TrainConfig, TrainResult, train
 
 # name: (kind, low, high, log scale)
 SPACE = {

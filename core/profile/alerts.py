@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
-from core.engine import quote_ident, translate
+from core.data.engine import quote_ident, translate
 from core.errors import QuarryError
 from core.fmt import jsonable, significant
-from core.profile import ColumnProfile, Profile
+from core.profile.scan import ColumnProfile, Profile
 
 WARNING, INFO = "warning", "info"
 

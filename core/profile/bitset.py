@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import duckdb
 import numpy as np
 
-from core.engine import quote_ident
+from core.data.engine import quote_ident
 
 # The widest range a bitmap covers (bits): a 8 MiB bitmap per thread, and a few arrays of one number
 # per byte (64 MiB each at most) to read it.

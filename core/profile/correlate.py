@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats.contingency import association
 
-from core.engine import quote_ident, translate
+from core.data.engine import quote_ident, translate
 from core.errors import QuarryError
 
 SAMPLE_ROWS = 100_000

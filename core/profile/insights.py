@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import duckdb
 
-from core import alerts as al
-from core import missingness, target
 from core.errors import QuarryError
 from core.fmt import jsonable
-from core.profile import Profile
+from core.profile import alerts as al
+from core.profile import missingness, target
+from core.profile.scan import Profile
 
 
 @dataclass(frozen=True)

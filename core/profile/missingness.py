@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
-from core.engine import quote_ident, translate
+from core.data.engine import quote_ident, translate
 from core.errors import QuarryError
 from core.fmt import jsonable
-from core.profile import ColumnProfile, Profile
+from core.profile.scan import ColumnProfile, Profile
 
 # The pattern of a row is one BIGINT with a bit per column; bit 63 is the sign, so 62 columns at most.
 MAX_COLUMNS = 62

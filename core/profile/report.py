@@ -26,7 +26,7 @@ from html import escape
 
 from core.errors import QuarryError
 from core.fmt import human_seconds, significant
-from core.profile import ColumnProfile, Profile, column_facts, summary_rows
+from core.profile.scan import ColumnProfile, Profile, column_facts, summary_rows
 
 ACCENT = "#2F6F73"
 MUTED = "#B8C4C8"

@@ -23,10 +23,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from core import bitset, sketch
-from core import value_counts as vc
-from core.engine import quote_ident, translate
+from core.data.engine import quote_ident, translate
+from core.data.types import FLOAT_TYPES, INTEGER_TYPES, NUMERIC, column_kind  # noqa: F401
 from core.fmt import jsonable, significant
+from core.profile import bitset, sketch
+from core.profile import value_counts as vc
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 # Up to this many rows, duplicate rows are counted exactly (distinct 64-bit row hashes); above it,
@@ -42,31 +43,6 @@ BINS = 30
 # own (in DuckDB's perfect hash table up to 2**engine.PERFECT_HASH_BITS values); at most this many pairs come back.
 WIDE_RANGE = 1 << 22
 
-INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                 "UBIGINT", "UHUGEINT"}
-FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
-TEMPORAL_PREFIXES = ("DATE", "TIMESTAMP")
-
-
-def column_kind(duck_type: str) -> str:
-    """'integer', 'float', 'decimal', 'string', 'boolean', 'temporal' or 'other' for a DuckDB type."""
-    t = duck_type.upper()
-    if t in INTEGER_TYPES:
-        return "integer"
-    if t in FLOAT_TYPES:
-        return "float"
-    if t.startswith("DECIMAL"):
-        return "decimal"
-    if t == "VARCHAR":
-        return "string"
-    if t == "BOOLEAN":
-        return "boolean"
-    if t.startswith(TEMPORAL_PREFIXES):
-        return "temporal"
-    return "other"
-
-
-NUMERIC = ("integer", "float", "decimal")
 TOP_KINDS = ("string", "integer", "decimal", "temporal")  # floats get a histogram; booleans count both values
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import duckdb
 import numpy as np
 
-from core.engine import quote_ident
+from core.data.engine import quote_ident
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)

@@ -6,14 +6,13 @@ fingerprint, so it is profiled again. Files are written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import duckdb
 
-from core import catalog as cat
-from core.profile import Profile, Progress, profile_table
+from core import atomic
+from core.data import catalog as cat
+from core.profile.scan import Profile, Progress, profile_table
 from core.settings import Settings
 
 FORMAT_VERSION = 1
@@ -44,11 +43,5 @@ def load_or_profile(con: duckdb.DuckDBPyConnection, dataset: cat.Dataset, settin
         return None, False
     result = profile_table(con, dataset.name, exact=exact, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profile-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"format": FORMAT_VERSION, "profile": result.to_json()}, fh, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic.write_json(path, {"format": FORMAT_VERSION, "profile": result.to_json()}, allow_nan=False)
     return result, False

@@ -22,18 +22,16 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 import numpy as np
-from sklearn.metrics import mutual_info_score
 
-from core.engine import quote_ident, translate
+from core.data.engine import quote_ident, translate
+from core.data.types import MAX_CLASSES, NUMERIC, TASKS
 from core.errors import QuarryError
 from core.fmt import jsonable
-from core.missingness import missing_count, missing_sql
-from core.profile import NUMERIC, ColumnProfile, Profile
+from core.profile.missingness import missing_count, missing_sql
+from core.profile.scan import ColumnProfile, Profile
 
-TASKS = ("binary", "multiclass", "regression")
 METRICS = {"binary": "auc", "multiclass": "mutual_info", "regression": "correlation"}
 TARGET_KINDS = (*NUMERIC, "string", "boolean")
-MAX_CLASSES = 50
 # Features per GROUPING SETS query: as in core.profile, memory grows with the aggregates in one query.
 BATCH_FEATURES = 32
 BREAKDOWN_CLASSES = 10
@@ -329,6 +327,8 @@ def _relation(col: ColumnProfile, labels: tuple[str, ...], cells: dict, task: st
         return FeatureRelation(col.name, col.kind, "eta", _eta(stats[:, 0], stats[:, 1], stats[:, 2]), len(cells))
     codes, m = _matrix(cells, classes)
     if task == "multiclass":
+        from sklearn.metrics import mutual_info_score  # here: scikit-learn costs ~1 s to import
+
         mi = float(mutual_info_score(None, None, contingency=m)) if m.sum() else None
         return FeatureRelation(col.name, col.kind, "mutual_info", mi, len(codes))
     auc = _auc(m[:, 1], m[:, 0])

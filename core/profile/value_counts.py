@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.engine import quote_ident
+from core.data.engine import quote_ident
 
 PROBE_ROWS = 131_072
 # A column is counted by value when its first PROBE_ROWS rows hold at most this many distinct values,

@@ -8,9 +8,9 @@ Its fraud label depends on a few named columns only (``FRAUD_DRIVERS``); every o
 noise with respect to the label. That ground truth is also stored in the file's key-value metadata
 (key ``quarry.ground_truth``), so feature-importance and leakage checks can be tested against it.
 """
-from core.demo.files import DEFAULT_TRANSACTION_ROWS, DEMO_DIR, FLIGHTS_FILE, TRANSACTIONS_FILE, DemoResult
-from core.demo.flights import FLIGHTS_ROWS, FLIGHTS_SCHEMA, write_flights
-from core.demo.transactions import (
+from core.data.demo.files import DEFAULT_TRANSACTION_ROWS, DEMO_DIR, FLIGHTS_FILE, TRANSACTIONS_FILE, DemoResult
+from core.data.demo.flights import FLIGHTS_ROWS, FLIGHTS_SCHEMA, write_flights
+from core.data.demo.transactions import (
     CHANNELS,
     CUSTOMER_AGE_MISSING,
     DEVICE_SCORE_MISSING,

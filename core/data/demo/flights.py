@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.demo.files import DemoResult, atomic_path, demo_result
+from core.data.demo.files import DemoResult, atomic_path, demo_result
 
 FLIGHTS_ROWS = 336_776
 FLIGHTS_ROW_GROUP_ROWS = 100_000

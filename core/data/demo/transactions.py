@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.demo.files import DemoResult, atomic_path, demo_result
+from core.data.demo.files import DemoResult, atomic_path, demo_result
 from core.errors import QuarryError
 
 GROUND_TRUTH_KEY = b"quarry.ground_truth"

@@ -1,5 +1,5 @@
 """Recipe step kinds, one module per family; importing this package registers them all in core.recipe.KINDS."""
-from core.steps import (
+from core.features.steps import (
     categorical,  # noqa: F401
     columns,  # noqa: F401
     numeric,  # noqa: F401

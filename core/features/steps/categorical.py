@@ -40,8 +40,8 @@ any DuckDB version and can be reproduced outside it: ``int.from_bytes(md5(text)[
 """
 from __future__ import annotations
 
-from core.engine import quote_ident as q
-from core.recipe import Context, Kind, Param, fit_rows, kind
+from core.data.engine import quote_ident as q
+from core.features.recipe import Context, Kind, Param, fit_rows, kind
 
 CATEGORICAL = ("string", "boolean", "integer")
 TARGETS = ("integer", "float", "decimal", "boolean")

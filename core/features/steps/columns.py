@@ -1,8 +1,8 @@
 """Steps that select, rename, cast, filter, deduplicate and derive columns. None of them is fitted."""
 from __future__ import annotations
 
-from core.engine import quote_ident as q
-from core.recipe import Context, Kind, Param, kind
+from core.data.engine import quote_ident as q
+from core.features.recipe import Context, Kind, Param, kind
 
 CAST_TYPES = ("DOUBLE", "BIGINT", "INTEGER", "VARCHAR", "BOOLEAN", "DATE", "TIMESTAMP")
 OPS = {"add": "+", "subtract": "-", "multiply": "*", "ratio": "/"}

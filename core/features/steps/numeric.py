@@ -28,9 +28,9 @@ applying stale statistics.
 """
 from __future__ import annotations
 
-from core.engine import quote_ident as q
-from core.recipe import Context, Kind, Param, fit_rows, kind
-from core.steps.columns import rest
+from core.data.engine import quote_ident as q
+from core.features.recipe import Context, Kind, Param, fit_rows, kind
+from core.features.steps.columns import rest
 
 NUMBERS = ("integer", "float", "decimal")
 MANY = 6  # columns listed by name in a description before "and N more"

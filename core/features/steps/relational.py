@@ -18,8 +18,8 @@ per key.
 """
 from __future__ import annotations
 
-from core.engine import quote_ident as q
-from core.recipe import Context, Kind, Param, kind
+from core.data.engine import quote_ident as q
+from core.features.recipe import Context, Kind, Param, kind
 
 NUMBERS = ("integer", "float", "decimal")
 ORDERABLE = ("temporal", *NUMBERS)

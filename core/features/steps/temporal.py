@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core.engine import quote_ident as q
-from core.recipe import Context, Kind, Param, kind
+from core.data.engine import quote_ident as q
+from core.features.recipe import Context, Kind, Param, kind
 
 NUMBERS = ("integer", "float", "decimal")
 # part: SQL over a column expression. weekday is 0 = Monday ... 6 = Sunday (ISO order).
