@@ -136,3 +136,9 @@ def chart_text(text: object) -> str:
     there (<a href>, <b>, <span style>), so & < > are written as entities and show as themselves; a word joiner
     splits ``%{`` so that text put into a hover template is not read as a placeholder."""
     return html.escape(str(text), quote=False).replace("%{", "%" + _WORD_JOINER + "{")
+
+
+def shown(value: object, most: int = 40) -> str:
+    """A value for a message: its repr, cut short (an id typed into a URL may be a megabyte long)."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "…"

@@ -35,6 +35,7 @@ import psutil
 
 from core import atomic, audit, auth
 from core.errors import QuarryError
+from core.fmt import shown
 from core.settings import Settings
 
 STATES = ("running", "done", "failed", "cancelled")
@@ -65,16 +66,10 @@ def folder(settings: Settings) -> Path:
     return settings.workspace / "jobs"
 
 
-def _shown(value: object, most: int = 40) -> str:
-    """A value for a message: its repr, cut short (an id may be a megabyte long)."""
-    text = repr(value)
-    return text if len(text) <= most else text[:most] + "…"
-
-
 def check_job_id(job_id: object) -> str:
     """`job_id` if it is a job id as start() makes them; else JobIdError (nothing on disk is touched)."""
     if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
-        raise JobIdError(f"{_shown(job_id)} is not a job id.",
+        raise JobIdError(f"{shown(job_id)} is not a job id.",
                          "A job id is the time it started and six hex digits, like 20261203-174000-a1b2c3.")
     return job_id
 
@@ -101,7 +96,7 @@ def targets() -> dict[str, str]:
 def _check_target(key: object) -> str:
     known = targets()
     if not isinstance(key, str) or key not in known:
-        raise JobTargetError(f"{_shown(key)} is not a job function.",
+        raise JobTargetError(f"{shown(key)} is not a job function.",
                              f"A job runs one of the functions registered in core.jobs.TARGETS: {', '.join(known)}.")
     return key
 

@@ -41,6 +41,7 @@ from core import atomic, audit, auth
 from core.data.types import TASKS
 from core.errors import QuarryError
 from core.features import recipe as R
+from core.fmt import shown
 from core.settings import Settings
 
 FORMAT = "quarry.run"
@@ -200,16 +201,10 @@ def cache_dir(settings: Settings, run_id: str) -> Path:
     return _inside(settings.workspace / "evaluations", check_run_id(run_id))
 
 
-def _shown(value: object, most: int = 40) -> str:
-    """A value for a message: its repr, cut short (an id may be a megabyte long)."""
-    text = repr(value)
-    return text if len(text) <= most else text[:most] + "…"
-
-
 def check_run_id(run_id: object) -> str:
     """`run_id` if it can be a run id (a name, never a path); else RunIdError (nothing on disk is touched)."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
-        raise RunIdError(f"{_shown(run_id)} is not a run id.",
+        raise RunIdError(f"{shown(run_id)} is not a run id.",
                          "A run id is 1 to 80 letters, digits, '-' or '_' (like 20250314-153012-123-4f9a2c).")
     return run_id
 
@@ -537,7 +532,7 @@ def _unknown(settings: Settings, run_id: object) -> RunError:
     ids = sorted((p.name for p in runs_dir(settings).glob("*") if (p / "run.json").is_file()
                   and RUN_ID_RE.match(p.name)), reverse=True) if runs_dir(settings).is_dir() else []
     known = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "") if ids else "none yet"
-    return RunError(f"No run with the id {_shown(run_id)}.",
+    return RunError(f"No run with the id {shown(run_id)}.",
                     f"Saved runs (newest first): {known}. List them on the Runs page or with the runs command.")
 
 
@@ -563,7 +558,7 @@ def load_run(settings: Settings, run_id: str) -> Run:
     if info is None or info.get("format") != FORMAT:
         raise _damaged(path, "run.json is unreadable or not a Quarry run")
     if info.get("run_id") != run_id:  # the id names the caches (cache_dir): it must be the folder's own
-        raise _damaged(path, f"run.json names the run {_shown(info.get('run_id'))}, not {run_id!r}")
+        raise _damaged(path, f"run.json names the run {shown(info.get('run_id'))}, not {run_id!r}")
     if info.get("version") != VERSION:
         raise RunError(f"Run {run_id!r} was saved in run format version {info.get('version')!r}; this Quarry "
                        f"reads version {VERSION}.", "Train the run again with this version of Quarry.")
