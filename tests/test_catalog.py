@@ -208,14 +208,16 @@ def test_catalog_write_is_atomic(con, catalog, sample, monkeypatch):
     cat.register(con, catalog, str(sample), name="first")
     original = catalog.path.read_text()
 
-    def crash(*_a, **_k):
+    def crash(self, *_a, **_k):
+        self.open("w").write("half a catalog")  # the disk fills up part way through
         raise OSError("disk full")
 
-    monkeypatch.setattr(cat.json, "dump", crash)
+    monkeypatch.setattr(Path, "write_text", crash)  # every writer goes through core.atomic, which writes this way
     with pytest.raises(cat.CatalogError, match=r"could not save the catalog .* \(disk full\); it is as it was"):
         cat.register(con, catalog, str(sample), name="second")
+    monkeypatch.undo()
     assert catalog.path.read_text() == original
-    assert not [p for p in catalog.path.parent.iterdir() if p.name.startswith(".catalog-")]
+    assert not [p for p in catalog.path.parent.iterdir() if p.name.startswith(".catalog.json.")]
 
 
 def test_uploads_never_overwrite_and_bad_uploads_are_not_kept(con, catalog, settings, sample):
