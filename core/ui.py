@@ -705,6 +705,22 @@ def run_facets(found: list) -> tuple[list[str], list[str], list[str]]:
             sorted({t for r in found for t in r.tags}))
 
 
+def leakage_lines(info: dict) -> list[str]:
+    """The leakage guard's findings of a run (run.json or a training job's result), one sentence each, escaped."""
+    from core.model.leakage import leakage_sentence
+
+    target = info.get("target") or "the target"
+    return [("Kept although it looks leaky: " if leak.get("kept") else "Left out as probable leakage: ")
+            + md(leakage_sentence(leak, target)) + "." for leak in info.get("leakage") or []]
+
+
+def leakage_note(info: dict) -> None:
+    """Say under a run which features the leakage guard left out (or the user kept), with the evidence."""
+    lines = leakage_lines(info)
+    if lines:
+        st.warning("\n\n".join(lines), icon=":material/policy:")
+
+
 def run_setup(run: runs.Run) -> dict:
     """How a run was made, as (what, value) rows."""
     from core.model.splits import SplitConfig  # here: only the Runs page needs it
@@ -994,6 +1010,7 @@ def run_and_test_split(key: str) -> tuple[runs.Run, holdout.Scored]:
     run = pick_run(key)
     if run is None:
         st.stop()
+    leakage_note(run.info)
     try:
         return run, scored_test(run)
     except QuarryError as exc:

@@ -73,6 +73,7 @@ with detail:
     with setup_col:
         st.markdown("**Set-up**")
         st.table(ui.run_setup(run), hide_index=True, hide_header=True)  # wraps long values
+        ui.leakage_note(run.info)
     with metrics_col:
         st.markdown("**Metrics**")
         st.dataframe(ui.metrics_table(run.info.get("metrics"), run.info.get("baselines")), hide_index=True,

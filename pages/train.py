@@ -69,6 +69,11 @@ with form_col:
                                            "report each metric's mean and spread across folds. The run's model is "
                                            "still the one trained on the split above.")
             run_name = k.text_input("Run name (optional)", key="train_name", placeholder="target on dataset")
+            keep_leaky = st.multiselect("Keep even if leaky", columns, key="train_keep_leaky",
+                                        help="Before training, each feature is checked on the training rows: one that "
+                                             "predicts the target almost alone (AUC 0.99, or 98 % of it) looks "
+                                             "computed from the target and is left out. List a feature here to "
+                                             "keep it anyway.")
             with st.expander("Advanced", expanded=False):
                 extra = st.text_area("Extra LightGBM parameters", key="train_params", height=110,
                                      placeholder='num_leaves=31\nlearning_rate=0.1\n\nor {"num_leaves": 31}',
@@ -103,7 +108,7 @@ with form_col:
                           "params": check_params(ui.parse_params(extra), chosen_task),
                           "num_boost_round": int(rounds), "early_stopping_rounds": int(early), "device": device,
                           "class_weight": class_weight, "seed": int(seed), "name": run_name.strip() or None,
-                          "cv_folds": int(cv_folds),
+                          "cv_folds": int(cv_folds), "keep_leaky": list(keep_leaky),
                           "tune": {"n_trials": int(n_trials), "timeout_s": float(time_budget) if time_budget
                                    else None} if n_trials else None}
                 job_id = jobs.start(settings, "train", TARGET, params, title=run_name.strip() or f"{target} on {name}")
@@ -187,6 +192,19 @@ def ended(job: jobs.Job) -> None:
                      width="stretch")
         st.caption("Baselines are scored on the test split (the valid split when there is no test split): "
                    "the model should beat both.")
+        leaks = [leak for leak in job.result.get("leakage") or [] if not leak.get("kept")]
+        ui.leakage_note(job.result)
+        if leaks and st.button("Include anyway and train again", key="train_keep_leaky_again",
+                               icon=":material/replay:",
+                               help="The same training with these features kept: " + ", ".join(
+                                   leak["feature"] for leak in leaks)):
+            again = {**job.params, "keep_leaky": sorted({*(job.params.get("keep_leaky") or []),
+                                                         *(leak["feature"] for leak in leaks)})}
+            try:
+                ui.follow_job(jobs.start(settings, "train", TARGET, again, title=f"{job.title} (leaky kept)"))
+                st.rerun()
+            except QuarryError as exc:
+                ui.show_error(exc)
         if job.result.get("cv"):
             st.dataframe(ui.cv_table(job.result["cv"]), hide_index=True, width="stretch")
             st.caption(f"Cross-validation: {ui.cv_summary(job.result['cv'])}.")

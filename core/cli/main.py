@@ -25,6 +25,7 @@ from core.features import materialize, recipe
 from core.features import store as recipe_store
 from core.fmt import human_bytes
 from core.model import runs, score
+from core.model.leakage import leakage_sentence
 from core.profile import insights, report
 from core.profile import scan as profile
 from core.profile import store as profile_store
@@ -248,7 +249,7 @@ def _train_params(args: argparse.Namespace) -> dict:
             "early_stopping_rounds": args.early_stopping, "class_weight": args.class_weight, "seed": args.seed,
             "features": args.features.split(",") if args.features else None, "name": args.name,
             "tune": {"n_trials": args.trials, "timeout_s": args.time_budget} if args.trials else None,
-            "cv_folds": args.cv}
+            "cv_folds": args.cv, "keep_leaky": list(args.keep_leaky or [])}
 
 
 def _number_or_text(text: str) -> object:
@@ -285,6 +286,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     sys.stderr.write("\n") if sys.stderr.isatty() else None
     print(f"Run {out['run_id']} saved ({out['device']['used']}: {out['device']['reason']}; data path "
           f"{out['data_path']}).")
+    for leak in out.get("leakage") or []:
+        sentence = leakage_sentence(leak, out["target"])
+        print(f"  {'kept (--keep-leaky)' if leak['kept'] else 'left out'}: {sentence}"
+              + ("" if leak["kept"] else f". Keep it with --keep-leaky {leak['feature']}."))
     for split, values in out["metrics"].items():
         print(f"  {split:<6}" + "  ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
     for name, values in out["baselines"].items():
@@ -469,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cv", type=int, default=0, metavar="K",
                    help="also cross-validate on K folds of the train and valid rows (2-20; default 0: off)")
     t.add_argument("--name", help="a name for the run")
+    t.add_argument("--keep-leaky", action="append", metavar="COL",
+                   help="keep this feature even if it predicts the target almost alone (the leakage guard leaves such "
+                        "features out by default; repeatable)")
     t.add_argument("--trials", type=int, help="search parameters with Optuna for this many trials, then refit the best")
     t.add_argument("--time-budget", type=float, help="stop starting new trials after this many seconds")
 

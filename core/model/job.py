@@ -28,7 +28,8 @@ def config_from(params: dict, settings) -> TrainConfig:
     keys = ("task", "features", "params", "num_boost_round", "early_stopping_rounds", "device", "class_weight",
             "memory_budget_mb", "seed", "cv_folds")
     given = {k: params[k] for k in keys if params.get(k) is not None}
-    given.setdefault("memory_budget_mb", settings.train_memory_mb)  # the setting, unless the job says otherwise
+    given.setdefault("memory_budget_mb", settings.train_memory_mb)
+    given["keep_leaky"] = tuple(params.get("keep_leaky") or ())  # the setting, unless the job says otherwise
     return TrainConfig(dataset=params["dataset"], target=params["target"], split=split, recipe=recipe, **given)
 
 
@@ -74,4 +75,6 @@ def run(params: dict, reporter=None) -> dict:
     path = runs.save_run(settings, info, result.model_text, result.curve, result.importance,
                          config.recipe.dumps() if config.recipe else None)
     return {"run_id": path.name, "metrics": result.metrics, "baselines": result.baselines,
-            "device": result.device, "data_path": result.data_path, "cv": result.cv}
+            "device": result.device, "data_path": result.data_path, "cv": result.cv,
+            "target": result.target, "leakage": result.leakage, "leakage_checked": result.leakage_checked,
+            "excluded": result.excluded}

@@ -34,7 +34,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import duckdb
@@ -49,6 +49,7 @@ from core.data.types import MAX_CLASSES, NUMERIC, TASKS, column_kind
 from core.errors import QuarryError
 from core.features.recipe import Recipe, compile_recipe, source_sql
 from core.fmt import jsonable
+from core.model import leakage
 from core.model.encoding import FeatureSpec, Labels, label_sql
 from core.model.splits import ROW, SPLIT_COLUMN, SplitConfig, split_counts, split_sql
 from core.settings import Settings, load_settings
@@ -332,6 +333,7 @@ class TrainConfig:
     recipe: Recipe | None = None
     seed: int = 42
     cv_folds: int = 0
+    keep_leaky: tuple[str, ...] = ()  # features the leakage guard would leave out, kept by the user's choice
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -400,6 +402,8 @@ class TrainResult:
     model_text: str
     cv: dict | None = None
     booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
+    leakage: list[dict] = field(default_factory=list)  # core.model.leakage.Leak per flagged feature, kept or not
+    leakage_checked: int = 0  # training rows the guard looked at (0: it did not run)
 
     @property
     def feature_spec(self) -> FeatureSpec:
@@ -949,6 +953,17 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
         names, kinds, excluded = _features(config, columns, survey)
 
         query = split_sql(cur, source, params, config.split, config.target)
+        leaks, checked = leakage.check(cur, query, params, names, kinds, config.target, task, classes, config.seed)
+        leaks = [replace(leak, kept=leak.feature in config.keep_leaky) for leak in leaks]
+        for leak in leaks:
+            if not leak.kept:
+                i = names.index(leak.feature)
+                del names[i], kinds[i]
+                excluded[leak.feature] = "probable leakage: " + leak.sentence(config.target)
+        if leaks and not names:
+            raise QuarryError(f"Every feature predicts {config.target!r} almost perfectly on its own: each looks "
+                              "computed from the target.", "Pick other features, or keep one deliberately "
+                              "(Keep even if leaky; CLI --keep-leaky COL).")
         counts = split_counts(cur, source, params, config.split, config.target, by_class=False, query=query)
         rows = counts.rows
         if counts.dropped.get("missing time"):
@@ -1075,6 +1090,7 @@ def train(con: duckdb.DuckDBPyConnection, config: TrainConfig, *, progress: Call
         return TrainResult(
             dataset=config.dataset, target=config.target, task=task, classes=classes, features=names,
             feature_kinds=kinds, categorical=dict(spec.categories), excluded=excluded, params=final_params,
+            leakage=[leak.to_json() for leak in leaks], leakage_checked=checked,
             num_boost_round=config.num_boost_round, best_iteration=best, curve=curve,
             metrics={"valid": valid_scores["model"], "test": test_scores.get("model", {})},
             baselines={name: scored[name] for name in baseline_models},
