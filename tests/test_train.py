@@ -138,8 +138,10 @@ def test_features_of_every_kind_when_listed(con, settings, data):
     assert result.features == ["x1", "color", "flag", "ts", "id"] and result.excluded == {}
     assert result.feature_kinds == ["numeric", "categorical", "boolean", "temporal", "numeric"]
     assert list(result.categorical) == ["color"]
-    with pytest.raises(QuarryError, match="The target 'y_reg' cannot also be a feature"):
-        run(con, settings, "y_reg", features=["x1", "y_reg"])
+    every = run(con, settings, "y_reg", features=["x1", "y_reg"], num_boost_round=5)  # e.g. 'Select all'
+    assert every.features == ["x1"] and every.excluded == {"y_reg": "the target itself"}
+    with pytest.raises(QuarryError, match="The only feature listed is the target 'y_reg'"):
+        run(con, settings, "y_reg", features=["y_reg"])
     with pytest.raises(QuarryError, match="The feature 'nope' is not a column"):
         run(con, settings, "y_reg", features=["nope"])
 

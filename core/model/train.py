@@ -508,19 +508,21 @@ def _features(config: TrainConfig, columns: dict[str, str], survey: _Survey) -> 
                               "Leave them out to use every column but the target and ID-like ones.")
         if len(set(config.features)) != len(config.features):
             raise QuarryError("A feature is listed twice.", "List each feature once.")
-        kinds = []
-        for name in config.features:
+        kinds, listed = [], [f for f in config.features if f != config.target]  # the target is never a feature
+        if not listed:
+            raise QuarryError(f"The only feature listed is the target {config.target!r}.",
+                              "List the columns to learn it from, or leave the features out to use all others.")
+        for name in listed:
             if name not in columns:
                 raise QuarryError(f"The feature {name!r} is not a column of the data.",
                                   f"Columns: {', '.join(list(columns)[:20])}{'…' if len(columns) > 20 else ''}.")
-            if name == config.target:
-                raise QuarryError(f"The target {name!r} cannot also be a feature.", "Take it out of the features.")
             kind = _feature_kind(columns[name])
             if kind is None:
                 raise QuarryError(f"The feature {name!r} is a {columns[name]} column, which LightGBM cannot use.",
                                   "Take it out, or turn it into numbers or text with a recipe step.")
             kinds.append(kind)
-        return list(config.features), kinds, {}
+        left = {config.target: "the target itself"} if len(listed) < len(config.features) else {}
+        return listed, kinds, left
     names, kinds, excluded = [], [], {}
     for name, typ in columns.items():
         if name == config.target:
