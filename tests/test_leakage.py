@@ -39,6 +39,15 @@ def test_a_threshold_on_the_feature_is_a_leak_and_noise_is_not():
     assert 0.75 < _auc_of(noisy, y) < leakage.LEAK_AUC
 
 
+def test_the_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    score = RNG.integers(0, 7, size=N).astype(float)  # few values: many ties, like out-of-fold bin means
+    y = (RNG.uniform(size=N) < 0.2 + 0.08 * score).astype(float)
+    assert leakage._auc(score, y) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert leakage._auc(score, np.zeros(N)) == 0.5
+
+
 def test_a_non_monotone_function_is_a_leak_too():
     x = RNG.uniform(-3, 3, size=N)
     y = (np.abs(x) > 1.5).astype(float)  # AUC of x itself is ~0.5; its bins predict y whole
