@@ -96,3 +96,22 @@ def test_the_memory_budget_setting_decides_the_data_path(capsys, settings, data,
     capsys.readouterr()
     assert main(["train", "d", "--target", "y", "--rounds", "10", "--json"]) == 0
     assert _json(capsys)["data_path"] == "sequence"
+
+
+def test_a_path_that_was_never_registered_trains_evaluates_and_scores(capsys, settings, root, tmp_path):
+    """README: a dataset is 'a registered name or a path' for every command (the training worker used to miss
+    the path's view: 'Table with name ... does not exist')."""
+    from tests.eval_support import task_table
+
+    path = write_parquet(root / "loose" / "rows.parquet", task_table("binary", rows=1500))
+    assert main(["train", str(path), "--target", "y", "--rounds", "10", "--device", "cpu", "--json"]) == 0
+    run_id = _json(capsys)["run_id"]
+    assert main(["datasets", "list", "--json"]) == 0
+    assert _json(capsys) in ([], {"datasets": []})  # trained from the path: nothing was registered
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    assert _json(capsys)["source_path"] == str(path)
+    assert main(["evaluate", run_id, "--json"]) == 0
+    assert _json(capsys)["test_rows"] == pytest.approx(1500 * 0.15, abs=60)
+    out = tmp_path / "scored.parquet"
+    assert main(["score", run_id, str(path), "--out", str(out), "--json"]) == 0
+    assert duckdb.sql(f"SELECT count(*) FROM '{out}'").fetchall()[0][0] == 1500

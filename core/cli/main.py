@@ -265,8 +265,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from core.model import job as train_job
 
     ctx = Context.open()
-    d = cat.resolve(ctx.con, ctx.catalog, args.dataset)
-    params = {**_train_params(args), "dataset": d.name}
+    cat.resolve(ctx.con, ctx.catalog, args.dataset)  # a bad name or path fails here, before any work
+    params = {**_train_params(args), "dataset": args.dataset}  # the job resolves it again on its own connection
 
     class Printer:  # on a terminal: one line per 10 iterations, or per finished search trial
         def report(self, **line: object) -> None:

@@ -490,6 +490,14 @@ def register_upload(con: duckdb.DuckDBPyConnection, catalog: Catalog, filename: 
     return register_written(con, catalog, save_upload(catalog.settings, filename, data), name)
 
 
+def view_of_path(con: duckdb.DuckDBPyConnection, settings: Settings, text: str, name: str) -> Dataset:
+    """A path (file, folder, glob) as an unsaved dataset under `name`, its view made in `con` (a run trained on a
+    path that was never registered reads it again this way)."""
+    dataset = inspect_source(con, text, settings, name)
+    sync_views(con, [dataset], drop_others=False)
+    return dataset
+
+
 def resolve(con: duckdb.DuckDBPyConnection, catalog: Catalog, text: str) -> Dataset:
     """A registered name, or a path registered on the fly (not saved) under a derived name.
 

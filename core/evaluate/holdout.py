@@ -172,7 +172,15 @@ def scored_test(settings: Settings, con: duckdb.DuckDBPyConnection, run: Run, *,
     """
     started = time.perf_counter()
     dataset = run.info.get("dataset")
-    fingerprint = _fingerprint(settings, dataset)
+    if run.info.get("source_path"):  # trained on a path, never registered: its view, made again here
+        try:
+            found = cat.view_of_path(con, settings, run.info["source_path"], dataset)
+        except QuarryError as exc:
+            raise HoldoutError(f"The data of run {run.run_id!r} ({run.info['source_path']}) cannot be read: "
+                               f"{exc.message}", exc.hint) from None
+        fingerprint = cat.fingerprint(found, settings)
+    else:
+        fingerprint = _fingerprint(settings, dataset)
     out = folder(settings, run.run_id) / "scored.parquet"
     spec = feature_spec(run)
     if run.task not in ("binary", "multiclass", "regression"):

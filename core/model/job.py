@@ -37,7 +37,9 @@ def run(params: dict, reporter=None) -> dict:
     """Train, save the run, return {"run_id", "metrics", "baselines", "device", "data_path", "cv"}."""
     ws = open_workspace()
     settings, con, catalog = ws.settings, ws.con, ws.catalog
-    config = config_from(params, settings)
+    dataset = cat.resolve(con, catalog, params["dataset"])  # a registered name, or a path (README: "CLI")
+    registered = dataset.name in catalog.names()
+    config = config_from({**params, "dataset": dataset.name}, settings)
     created_by = params.get("created_by") or auth.who()  # set by core.jobs.start for the Train page's jobs
     audit.record(settings, "train.run", who=created_by, dataset=config.dataset, target=config.target,
                  name=params.get("name"))
@@ -67,7 +69,8 @@ def run(params: dict, reporter=None) -> dict:
     if tuning:
         info["tuning"] = tuning
     info.pop("model_text", None)
-    dataset = catalog.get(config.dataset)
+    if not registered:  # read again from the same path by Evaluate, Explain and Score
+        info["source_path"] = params["dataset"]
     info.update(name=params.get("name") or f"{config.target} on {config.dataset}",
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 fingerprint=cat.fingerprint(dataset, settings), recipe_name=params.get("recipe"),
