@@ -197,7 +197,7 @@ def ended(job: jobs.Job) -> None:
         if leaks and st.button("Include anyway and train again", key="train_keep_leaky_again",
                                icon=":material/replay:",
                                help="The same training with these features kept: " + ", ".join(
-                                   leak["feature"] for leak in leaks)):
+                                   md(leak["feature"]) for leak in leaks)):
             again = {**job.params, "keep_leaky": sorted({*(job.params.get("keep_leaky") or []),
                                                          *(leak["feature"] for leak in leaks)})}
             try:

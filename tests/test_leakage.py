@@ -145,3 +145,19 @@ def test_the_cli_prints_the_leaks_and_takes_keep_leaky(flights_runs, capsys):
                  "--keep-leaky", "arr_delay", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [leak for leak in doc["leakage"] if leak["feature"] == "arr_delay"][0]["kept"] is True
+
+
+def test_the_pages_say_it_escaped_and_say_what_was_kept():
+    from markdown_it import MarkdownIt
+
+    from core import ui
+
+    hostile = "x ![b](http://127.0.0.1:9/b.png) :red[y]"
+    info = {"target": "t", "leakage": [
+        leakage.Leak(hostile, "AUC", 0.999, 0.99, 1000).to_json(),
+        leakage.Leak("z", "R²", 0.99, 0.98, 500, kept=True, pair="z - w").to_json()]}
+    lines = ui.leakage_lines(info)
+    assert lines[0].startswith("Left out as probable leakage: ") and lines[1].startswith("Kept although")
+    html = MarkdownIt().render(lines[0])
+    assert "<img" not in html and ":red[" not in lines[0] and "AUC 0.999" in lines[0]
+    assert "z - w predicts t with R² 0.990" in lines[1]
