@@ -191,3 +191,61 @@ def test_recipe_previews_run_under_the_same_limits(root, monkeypatch, con, sampl
     preview = preview_in_sandbox(catalog, fit_in_sandbox(catalog, good.dumps(), "t"), "t")
     assert preview.rows_out == 1000 and preview.summaries[0].name == "x"
     assert "x" in preview.head.column_names
+
+
+READS = [  # found by an attack pass: each read a file or a setting through layer 1 before it checked table names
+    "FROM '{catalog}'",
+    "SELECT * FROM '{secret}'",
+    "SELECT * FROM '{root}/**/*.csv'",
+    "SELECT * FROM t WHERE id IN (SELECT 1 FROM '{secret}')",
+    "WITH x AS (SELECT * FROM '{secret}') SELECT * FROM x",
+    "SELECT * FROM pg_settings WHERE name = 'temp_directory'",
+    "SELECT * FROM pg_catalog.pg_settings",
+    "SELECT * FROM information_schema.tables",
+    "SHOW temp_directory",
+    "SELECT * FROM (SHOW allowed_directories)",
+    "SELECT pg_get_viewdef((SELECT oid FROM pg_class WHERE relname = 't')) FROM t LIMIT 1",
+    "SELECT * FROM main.pg_settings",
+]
+
+
+@pytest.mark.parametrize("attack", READS)
+def test_only_registered_datasets_and_ctes_can_be_read(catalog, settings, victim, root, attack):
+    (root / "secret.csv").write_text("a\nSECRETCSV\n")
+    sql = attack.format(catalog=settings.workspace / "catalog.json", secret=root / "secret.csv", root=root)
+    with pytest.raises(QueryRefused) as exc:
+        sandbox.run_query(catalog, sql)
+    assert "SECRETCSV" not in exc.value.message and "tmp" not in exc.value.message.replace(str(root), "")
+    with pytest.raises(QueryRefused):
+        sandbox.preview(catalog, "t", where=f"id IN (SELECT 1 FROM ({sql}))" if sql.startswith("SELECT") else
+                        f"id IN (SELECT 1 FROM '{root / 'secret.csv'}')")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT count(*) AS n FROM t",
+    "SELECT count(*) AS n FROM main.t",
+    "WITH a AS (SELECT * FROM t), b AS (SELECT * FROM a) SELECT count(*) AS n FROM b",
+    "DESCRIBE t", "SUMMARIZE t", "SELECT * FROM (DESCRIBE SELECT * FROM t)",
+    "SELECT * FROM json_each('{\"a\": 1}')", "SELECT * FROM repeat_row(1, num_rows := 2)",
+    "SELECT pg_typeof(1) AS ty",
+])
+def test_legitimate_queries_still_run(catalog, victim, sql):
+    assert sandbox.run_query(catalog, sql).total_rows >= 1
+
+
+def test_a_killed_query_leaves_no_spill_files(root, monkeypatch, con, sample):
+    monkeypatch.setenv("QUARRY_SQL_TIME_LIMIT_S", "3")
+    monkeypatch.setenv("QUARRY_SQL_MEMORY_LIMIT", "100MB")
+    settings = quarry_env(monkeypatch, root)
+    catalog = cat.Catalog(settings)
+    with pytest.raises(QueryError):
+        sandbox.run_query(catalog, "SELECT count(*) FROM (SELECT DISTINCT md5(range::VARCHAR) || repeat('y', 200) "
+                                   "FROM range(200000000))")
+    spill = Path(sqlworker.Box.of(settings, ()).spill_root)
+    assert [p for p in spill.iterdir() if p.is_dir() and p.name.isdigit()] == []
+
+
+def test_a_huge_query_text_is_refused_before_it_is_parsed(catalog, victim):
+    sql = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(40_000))
+    with pytest.raises(QueryRefused, match="characters long"):
+        sandbox.run_query(catalog, sql)

@@ -44,7 +44,7 @@ def example_query(table: str) -> str:
     return f"SELECT *\nFROM {table}\nLIMIT 1000"
 
 
-def check_select(sql: str) -> str:
+def check_select(sql: str, tables: set[str] | frozenset[str] = frozenset()) -> str:
     """Return the single SELECT statement in `sql`, or raise a message saying why it is refused."""
     if not sql.strip():
         raise QueryError("There is no SQL to run.", "Write a SELECT query, e.g. SELECT * FROM flights LIMIT 10.")
@@ -65,8 +65,13 @@ def check_select(sql: str) -> str:
                            "The SQL page only reads data: write a SELECT. To keep a result, use "
                            "'Save as dataset'.")
     query = sql.strip().rstrip(";")
-    sqlcheck.check_query(query)
+    sqlcheck.check_query(query, tables)
     return query
+
+
+def readable(catalog: Catalog, extra: tuple[Dataset, ...] = ()) -> set[str]:
+    """The tables user SQL may name: the registered datasets (and `extra` ones, e.g. a path the CLI was given)."""
+    return {d.name for d in (*catalog.list(), *extra)}
 
 
 def _tables(query: str) -> list[str]:
@@ -98,7 +103,7 @@ def run_query(catalog: Catalog, sql: str, *, offset: int = 0, limit: int = 50) -
     offset, limit
         The page of the result to return (0-based offset, at most 1,000 rows).
     """
-    query = check_select(sql)
+    query = check_select(sql, readable(catalog))
     check_page_args(offset, limit)
     started = time.perf_counter()
     table, header = sqlworker.table(box(catalog), "page", {"sql": query, "offset": offset, "limit": limit,
@@ -108,7 +113,7 @@ def run_query(catalog: Catalog, sql: str, *, offset: int = 0, limit: int = 50) -
 
 def export_query(catalog: Catalog, sql: str, fmt: str) -> tuple[bytes, int]:
     """The result as CSV or Parquet bytes for a download, refused past QUARRY_DOWNLOAD_MAX_ROWS rows."""
-    query = check_select(sql)
+    query = check_select(sql, readable(catalog))
     if fmt not in ("csv", "parquet"):
         raise QueryError(f"Downloads are CSV or Parquet. Got {fmt!r}.", "Pick csv or parquet.")
     cap = catalog.settings.download_max_rows
@@ -143,7 +148,7 @@ def write_query(catalog: Catalog, sql: str, out: Path) -> int:
     Batches are streamed from the sandbox to the file, so a result larger than memory is fine. The
     file appears only when complete (temporary file, then rename).
     """
-    query = check_select(sql)
+    query = check_select(sql, readable(catalog))
     out = Path(out).expanduser().resolve()
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise QueryError(f"The output file must end in .parquet. Got {out.name}.", "Name it e.g. result.parquet.")
@@ -158,7 +163,7 @@ def save_as_dataset(con: duckdb.DuckDBPyConnection, catalog: Catalog, sql: str, 
     The sandbox streams the rows; this process writes them to a temporary name in the workspace,
     renamed into place and registered only when complete.
     """
-    query = check_select(sql)
+    query = check_select(sql, readable(catalog))
     final = new_dataset_path(catalog, name, QueryError)
     _stream_to_parquet(catalog, query, final)
     return register_written(con, catalog, final, name)
@@ -179,7 +184,7 @@ def preview(catalog: Catalog, table: str, *, columns: tuple[str, ...] | list[str
         The number of rows matching ``where`` when the caller already knows it; counted otherwise.
     """
     check_page_args(offset, limit)
-    where = sqlcheck.check_filter(where) if (where or "").strip() else ""
+    where = sqlcheck.check_filter(where, readable(catalog, extra)) if (where or "").strip() else ""
     started = time.perf_counter()
     args = {"table": table, "columns": list(columns or ()), "where": where, "order_by": order_by,
             "descending": descending, "offset": offset, "limit": limit, "total": total,
@@ -190,7 +195,7 @@ def preview(catalog: Catalog, table: str, *, columns: tuple[str, ...] | list[str
 
 def count_rows_where(catalog: Catalog, table: str, where: str = "") -> int:
     """Rows of a dataset matching a user's filter (all rows when it is empty), counted in the sandbox."""
-    where = sqlcheck.check_filter(where) if (where or "").strip() else ""
+    where = sqlcheck.check_filter(where, readable(catalog)) if (where or "").strip() else ""
     what = "The filter" if where else "Counting rows"
     return int(sqlworker.value(box(catalog), "count", {"table": table, "where": where, "what": what}, what)["value"])
 

@@ -44,6 +44,10 @@ EXPRESSION_CLASSES = frozenset({"FUNCTION", "COLUMN_REF", "CONSTANT", "CAST", "C
 # Functions the parser knows that duckdb_functions() does not list.
 PARSER_FUNCTIONS = frozenset({"unnest", "unlist"})
 _FILE_FUNCTIONS = ("read_", "parquet_", "glob", "sniff_csv")
+# Catalog functions that show the database's insides (pg_get_viewdef gives a view's definition, its file path too).
+_DENIED_PREFIXES = ("pg_", "has_")
+_ALLOWED_PG = frozenset({"pg_typeof"})
+MAX_SQL_CHARS = 100_000  # parsing happens in Quarry's own process: a bounded text keeps it cheap
 
 
 @functools.cache
@@ -76,6 +80,9 @@ def _parser() -> duckdb.DuckDBPyConnection:
 
 def parse(sql: str) -> dict:
     """DuckDB's parse tree of a SELECT (json_serialize_sql); QueryError when it does not parse."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise QueryRefused(f"The query is {len(sql):,} characters long; at most {MAX_SQL_CHARS:,} are taken.",
+                           "Shorten it: select the columns you need by name, or use COLUMNS(...).")
     cur = _parser()
     try:
         doc = json.loads(cur.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
@@ -122,23 +129,50 @@ def _function_name(node: dict) -> str:
     return str(node.get("function_name") or "").lower()
 
 
-def check_query_tree(tree: dict) -> None:
-    """Walk a parsed SELECT: refuse writes, file access, SQL-running and state-reading functions anywhere."""
-    known, _, tables = _catalog()
+def _denied(name: str) -> bool:
+    return name in DENIED_FUNCTIONS or (name.startswith(_DENIED_PREFIXES) and name not in _ALLOWED_PG)
+
+
+def _check_table(node: dict, readable: set[str]) -> None:
+    """A table a query names must be a registered dataset or one of its own CTEs: not a file path written as a
+    table ('/data/x.csv'), not the database's catalog (pg_settings, information_schema), not another schema."""
+    name = str(node.get("table_name") or "")
+    schema, catalog = str(node.get("schema_name") or ""), str(node.get("catalog_name") or "")
+    if name.lower() not in readable or schema.lower() not in ("", "main") or catalog.lower() not in ("", "memory"):
+        shown = ".".join(p for p in (catalog, schema, name) if p)
+        raise QueryRefused(f"{shown!r} is not a dataset: queries read the registered datasets, by name.",
+                           "Register a file on the Data page, then query it by its dataset name.")
+
+
+def check_query_tree(tree: dict, tables: set[str] | frozenset[str] = frozenset()) -> None:
+    """Walk a parsed SELECT: refuse writes, file access, SQL-running and state-reading functions anywhere, and
+    tables other than `tables` (the registered datasets) and the query's own CTEs."""
+    known, _, table_functions = _catalog()
+    readable = {t.lower() for t in tables} | {str(item.get("key") or "").lower() for node in nodes(tree)
+                                              for item in (node.get("cte_map") or {}).get("map") or ()}
+    inside_table_functions = {id(n.get("function")) for n in nodes(tree) if n.get("type") == "TABLE_FUNCTION"}
     for node in nodes(tree):
         _refuse_node(node)
+        if node.get("type") == "BASE_TABLE":
+            _check_table(node, readable)
+        elif node.get("type") == "SHOW_REF" and (node.get("show_type") not in ("DESCRIBE", "SUMMARY")
+                                                 or node.get("table_name")):
+            raise QueryRefused("SHOW reads the server's settings; it is not allowed here.",
+                               "DESCRIBE or SUMMARIZE a dataset instead, e.g. SUMMARIZE flights.")
+        if id(node) in inside_table_functions:
+            continue  # checked as the table function it is, below
         if node.get("type") == "TABLE_FUNCTION":
             name = _function_name(node.get("function") or {})
-            if name not in TABLE_FUNCTIONS:
+            if name not in TABLE_FUNCTIONS or _denied(name):
                 if name.startswith(_FILE_FUNCTIONS) or name in ("read_text", "read_blob"):
                     raise QueryRefused(f"{name}() reads files directly, which is not allowed here.",
                                        "Register the file on the Data page, then query it by its dataset name.")
-                what = "is not a table function" if name not in tables else "is not allowed here"
+                what = "is not a table function" if name not in table_functions else "is not allowed here"
                 raise QueryRefused(f"{name}() {what}: queries read the registered datasets only.",
                                    "Query a dataset by name; generators such as range() and unnest() are allowed.")
         elif node.get("class") in ("FUNCTION", "WINDOW", "AGGREGATE") and "function_name" in node:
             name = _function_name(node)
-            if name in DENIED_FUNCTIONS:
+            if _denied(name):
                 raise QueryRefused(f"{name}() reads the server's settings or changes state; it is not allowed "
                                    "here.", "Remove it from the query.")
             if node.get("class") == "FUNCTION" and not node.get("is_operator") and name not in known:
@@ -150,20 +184,21 @@ def tables(tree: object) -> set[str]:
     return {str(n.get("table_name")) for n in nodes(tree) if n.get("type") == "BASE_TABLE"}
 
 
-def check_query(sql: str) -> dict:
-    """Parse and check one user SELECT (see the module docstring); its tree."""
+def check_query(sql: str, tables: set[str] | frozenset[str] = frozenset()) -> dict:
+    """Parse and check one user SELECT over the datasets `tables` (see the module docstring); its tree."""
     tree = parse(sql)
     if len(tree.get("statements") or ()) != 1:
         raise QueryRefused("Only one statement can run at a time.", "Remove the extra statements.")
-    check_query_tree(tree)
+    check_query_tree(tree, tables)
     return tree
 
 
-def check_filter(expr: str) -> str:
-    """A row filter typed by a user (the Data page's WHERE): one boolean expression, checked like a query."""
+def check_filter(expr: str, tables: set[str] | frozenset[str] = frozenset()) -> str:
+    """A row filter typed by a user (the Data page's WHERE): one boolean expression, checked like a query over
+    the datasets `tables`."""
     text = (expr or "").strip()
     try:
-        tree = check_query(f"SELECT 1 FROM _t WHERE ({text})")
+        tree = check_query(f"SELECT 1 FROM _t WHERE ({text})", {*tables, "_t"})
     except QueryError as exc:
         message = exc.message.replace("The query ", "", 1).replace("this query", "the filter")
         raise type(exc)("The filter " + message[0].lower() + message[1:] if not message.startswith("The filter")

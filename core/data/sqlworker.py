@@ -228,6 +228,9 @@ def call(box: Box, op: str, args: dict, what: str = "The query",
     finally:
         if watch is not None:
             watch.stop()
+            # The child empties its spill folder when it can, but Landlock keeps it from removing the folder itself
+            # (that is a change to the folder above), and a killed child removes nothing: the caller does both.
+            shutil.rmtree(Path(box.spill_root) / str(watch.pid), ignore_errors=True)
         sock.close()
 
 
@@ -347,6 +350,8 @@ def _connect(box: Box, spill: str, names: set[str] | None) -> duckdb.DuckDBPyCon
         "autoinstall_known_extensions": False, "autoload_known_extensions": False,
         "preserve_insertion_order": True, "perfect_ht_threshold": PERFECT_HASH_BITS})
     con.execute("SET enable_progress_bar = false")
+    # Spill at most 4 x the memory limit: a query that would fill the disk stops with DuckDB's own message.
+    con.execute(f"SET max_temp_directory_size = '{4 * memory_bytes(box.memory_limit) // 2**20}MiB'")
     allowed = list(box.readable)  # not the spill folder: DuckDB spills without it being readable
     con.execute("SET allowed_directories = [" + ", ".join(quote_literal(d) for d in allowed) + "]")
     con.execute("SET enable_external_access = false")
