@@ -249,3 +249,10 @@ def test_a_huge_query_text_is_refused_before_it_is_parsed(catalog, victim):
     sql = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(40_000))
     with pytest.raises(QueryRefused, match="characters long"):
         sandbox.run_query(catalog, sql)
+
+
+def test_a_page_of_huge_cells_stays_in_the_child(catalog, victim):
+    """One 300 MB value would otherwise be carried into the app's memory to show one row."""
+    with pytest.raises(QueryError, match="at most 32 MiB are shown"):
+        sandbox.run_query(catalog, "SELECT repeat('x', 300000000) AS big")
+    assert sandbox.run_query(catalog, "SELECT repeat('x', 1000) AS fine").table.num_rows == 1

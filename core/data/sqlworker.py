@@ -385,12 +385,24 @@ def without_order_by(cur: duckdb.DuckDBPyConnection, query: str) -> str:
         return query
 
 
+PAGE_BYTES_MAX = 32 * 2**20  # a page a person looks at: huge cells stay in the child, not in the app
+
+
+def _bounded(page: pa.Table) -> pa.Table:
+    """A page of rows, or QueryError when it is too large to show (a few huge cells, say)."""
+    if page.nbytes > PAGE_BYTES_MAX:
+        raise QueryError(f"This page of the result holds {page.nbytes / 2**20:,.0f} MiB; at most "
+                         f"{PAGE_BYTES_MAX // 2**20} MiB are shown at once.",
+                         "Show fewer rows per page, fewer columns, or shorter values (e.g. left(col, 1000)).")
+    return page
+
+
 def _op_page(con_for: Callable, args: dict) -> tuple[dict, pa.Table | pa.RecordBatchReader]:
     from core.data.engine import count_rows
 
     sql = args["sql"]
     cur = con_for(set(args["tables"]))
-    page = cur.sql(sql).limit(int(args["limit"]), int(args["offset"])).to_arrow_table()
+    page = _bounded(cur.sql(sql).limit(int(args["limit"]), int(args["offset"])).to_arrow_table())
     return {"total": count_rows(cur.sql(without_order_by(cur, sql)))}, page
 
 
@@ -421,7 +433,7 @@ def _op_preview(con_for: Callable, args: dict) -> tuple[dict, pa.Table | pa.Reco
         rel = rel.order(f"{quote_ident(args['order_by'])} {'DESC' if args.get('descending') else 'ASC'} NULLS LAST")
     if args.get("columns"):
         rel = rel.select(*(quote_ident(c) for c in args["columns"]))
-    return {"total": n}, rel.limit(int(args["limit"]), int(args["offset"])).to_arrow_table()
+    return {"total": n}, _bounded(rel.limit(int(args["limit"]), int(args["offset"])).to_arrow_table())
 
 
 def _op_count(con_for: Callable, args: dict) -> tuple[dict, None]:
