@@ -71,6 +71,11 @@ class Box:
     views: tuple[tuple[str, str], ...]  # (dataset name, its scan SQL from the catalog)
 
     @classmethod
+    def from_json(cls, doc: dict) -> Box:
+        """The Box that asdict(box) was made from (JSON turned its tuples into lists)."""
+        return cls(**{**doc, "readable": tuple(doc["readable"]), "views": tuple(map(tuple, doc["views"]))})
+
+    @classmethod
     def of(cls, settings: Settings, views: tuple[tuple[str, str], ...]) -> Box:
         return cls(readable=tuple(str(r) for r in settings.data_roots + (settings.datasets_dir,)),
                    spill_root=str(spill_root(settings)), memory_limit=settings.sql_memory_limit,
@@ -237,10 +242,7 @@ def call(box: Box, op: str, args: dict, what: str = "The query",
 def table(box: Box, op: str, args: dict, what: str = "The query") -> tuple[pa.Table, dict]:
     """A child's table answer read whole (pages and capped downloads), with its header."""
     with call(box, op, args, what) as answer:
-        try:
-            data = answer.reader.read_all() if answer.reader is not None else pa.table({})
-        except (pa.ArrowException, OSError):
-            raise
+        data = answer.reader.read_all() if answer.reader is not None else pa.table({})
     return data, answer.header
 
 
@@ -455,6 +457,27 @@ def operation(name: str) -> Callable[[Callable], Callable]:
     return register
 
 
+def _error(exc: Exception, box: Box, what: str) -> errors.QuarryError:
+    """What the caller is told when an operation failed in the child."""
+    from core.data.engine import translate
+
+    if isinstance(exc, errors.QuarryError):
+        return exc
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        first = str(exc).split("\n")[0].split("Error: ", 1)[-1]
+        return QueryStopped(f"{what} needed more memory than its {box.memory_limit} limit ({first}).",
+                            "Narrow it (fewer rows or columns, no huge lists or strings) or raise "
+                            "QUARRY_SQL_MEMORY_LIMIT.")
+    if isinstance(exc, duckdb.Error):
+        return translate(exc, what)
+    if isinstance(exc, MemoryError):
+        return QueryStopped(f"The query needed more memory than the {box.memory_cap_bytes / 2**30:.3g} GiB cap "
+                            "and was stopped.", "Narrow it, or raise QUARRY_SQL_MEMORY_LIMIT.")
+    # a bug, not the user's query: say so rather than end without a word
+    return QueryError(f"{what} failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}).",
+                      "This is a bug in Quarry; please report it with the query.")
+
+
 def _serve(sock: socket.socket) -> None:
     """In the forked child: confine, read the request, answer, never return."""
     code = 0
@@ -464,50 +487,18 @@ def _serve(sock: socket.socket) -> None:
         stream.write(_HEADER.pack(os.getpid()))
         stream.flush()
         request = _read_frame(stream)
-        box = Box(**{k: tuple(tuple(v) for v in request["box"]["views"]) if k == "views" else
-                     (tuple(request["box"][k]) if k == "readable" else request["box"][k]) for k in request["box"]})
+        box = Box.from_json(request["box"])
         spill = os.path.join(box.spill_root, str(os.getpid()))
         os.makedirs(spill, mode=0o700, exist_ok=True)
         _confine(box, spill)
+        op = OPS.get(request["op"])
         try:
-            from core.data.engine import translate
-
-            con = None
-
-            def con_for(names: set[str] | None) -> duckdb.DuckDBPyConnection:
-                nonlocal con
-                con = _connect(box, spill, names)
-                return con
-
-            op = OPS.get(request["op"])
             if op is None:
                 raise QueryError(f"The sandbox has no operation {request['op']!r}.", "This is a bug in Quarry.")
-            header, data = op(con_for, request["args"])
-        except errors.QuarryError as exc:
-            stream.write(_frame({"error": {"class": type(exc).__name__, "message": exc.message, "hint": exc.hint}}))
-            return
-        except duckdb.OutOfMemoryException as exc:
-            what = request["args"].get("what") or "The query"
-            first = str(exc).split("\n")[0].split("Error: ", 1)[-1]
-            err = QueryStopped(f"{what} needed more memory than its {box.memory_limit} limit ({first}).",
-                               "Narrow it (fewer rows or columns, no huge lists or strings) or raise "
-                               "QUARRY_SQL_MEMORY_LIMIT.")
-            stream.write(_frame({"error": {"class": "QueryStopped", "message": err.message, "hint": err.hint}}))
-            return
-        except duckdb.Error as exc:
-            err = translate(exc, request["args"].get("what") or "The query")
+            header, data = op(lambda names: _connect(box, spill, names), request["args"])
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message for the caller
+            err = _error(exc, box, request["args"].get("what") or "The query")
             stream.write(_frame({"error": {"class": type(err).__name__, "message": err.message, "hint": err.hint}}))
-            return
-        except MemoryError:
-            stream.write(_frame({"error": {"class": "QueryStopped", "message": "The query needed more memory than "
-                                           f"the {box.memory_cap_bytes / 2**30:.3g} GiB cap and was stopped.",
-                                           "hint": "Narrow it, or raise QUARRY_SQL_MEMORY_LIMIT."}}))
-            return
-        except Exception as exc:  # a bug, not the user's query: say so rather than end without a word
-            what = request["args"].get("what") or "The query"
-            stream.write(_frame({"error": {"class": "QueryError", "message": f"{what} failed unexpectedly "
-                                           f"({type(exc).__name__}: {str(exc)[:200]}).",
-                                           "hint": "This is a bug in Quarry; please report it with the query."}}))
             return
         stream.write(_frame({**header, "arrow": data is not None}))
         if data is not None:
