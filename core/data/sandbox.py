@@ -45,7 +45,13 @@ def example_query(table: str) -> str:
 
 
 def check_select(sql: str, tables: set[str] | frozenset[str] = frozenset()) -> str:
-    """Return the single SELECT statement in `sql`, or raise a message saying why it is refused."""
+    """Return the single SELECT statement in `sql` over the datasets `tables`, or raise a message saying why it is
+    refused."""
+    return _check(sql, tables)[0]
+
+
+def _check(sql: str, tables: set[str] | frozenset[str]) -> tuple[str, dict]:
+    """check_select's statement and its parse tree (parsed once: the tables it reads come from the same tree)."""
     if not sql.strip():
         raise QueryError("There is no SQL to run.", "Write a SELECT query, e.g. SELECT * FROM flights LIMIT 10.")
     try:
@@ -65,25 +71,37 @@ def check_select(sql: str, tables: set[str] | frozenset[str] = frozenset()) -> s
                            "The SQL page only reads data: write a SELECT. To keep a result, use "
                            "'Save as dataset'.")
     query = sql.strip().rstrip(";")
-    sqlcheck.check_query(query, tables)
-    return query
+    return query, sqlcheck.check_query(query, tables)
 
 
-def readable(catalog: Catalog, extra: tuple[Dataset, ...] = ()) -> set[str]:
-    """The tables user SQL may name: the registered datasets (and `extra` ones, e.g. a path the CLI was given)."""
-    return {d.name for d in (*catalog.list(), *extra)}
+def _datasets(catalog: Catalog, extra: tuple[Dataset, ...] = ()) -> dict[str, Dataset]:
+    """The datasets user SQL may name (the catalog, read once, and `extra` ones, e.g. a path the CLI was given)."""
+    return {d.name: d for d in (*catalog.list(), *extra)}
 
 
-def _tables(query: str) -> list[str]:
-    """The tables a checked query reads: the child opens views for these datasets only."""
-    return sorted(sqlcheck.tables(sqlcheck.parse(query)))
+def _box(catalog: Catalog, datasets: dict[str, Dataset]) -> sqlworker.Box:
+    return sqlworker.Box.of(catalog.settings, tuple((d.name, d.scan_sql()) for d in datasets.values()))
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A user SELECT checked against the catalog: its text, the datasets it reads, the sandbox to run it in."""
+
+    query: str
+    tables: list[str]
+    box: sqlworker.Box
+
+
+def _checked(catalog: Catalog, sql: str) -> _Checked:
+    datasets = _datasets(catalog)
+    query, tree = _check(sql, set(datasets))
+    return _Checked(query, sorted(sqlcheck.tables(tree)), _box(catalog, datasets))
 
 
 def box(catalog: Catalog, extra: tuple[Dataset, ...] = ()) -> sqlworker.Box:
     """The sandbox a user query of this catalog runs in: its datasets' scans (and `extra` ones, e.g. a path
     the CLI was given), the settings' limits."""
-    found = {d.name: d for d in (*catalog.list(), *extra)}
-    return sqlworker.Box.of(catalog.settings, tuple((d.name, d.scan_sql()) for d in found.values()))
+    return _box(catalog, _datasets(catalog, extra))
 
 
 @dataclass(frozen=True)
@@ -103,21 +121,21 @@ def run_query(catalog: Catalog, sql: str, *, offset: int = 0, limit: int = 50) -
     offset, limit
         The page of the result to return (0-based offset, at most 1,000 rows).
     """
-    query = check_select(sql, readable(catalog))
+    checked = _checked(catalog, sql)
     check_page_args(offset, limit)
     started = time.perf_counter()
-    table, header = sqlworker.table(box(catalog), "page", {"sql": query, "offset": offset, "limit": limit,
-                                                              "tables": _tables(query)})
-    return QueryPage(table, int(header["total"]), offset, limit, time.perf_counter() - started, query)
+    table, header = sqlworker.table(checked.box, "page", {"sql": checked.query, "offset": offset, "limit": limit,
+                                                          "tables": checked.tables})
+    return QueryPage(table, int(header["total"]), offset, limit, time.perf_counter() - started, checked.query)
 
 
 def export_query(catalog: Catalog, sql: str, fmt: str) -> tuple[bytes, int]:
     """The result as CSV or Parquet bytes for a download, refused past QUARRY_DOWNLOAD_MAX_ROWS rows."""
-    query = check_select(sql, readable(catalog))
+    checked = _checked(catalog, sql)
     if fmt not in ("csv", "parquet"):
         raise QueryError(f"Downloads are CSV or Parquet. Got {fmt!r}.", "Pick csv or parquet.")
     cap = catalog.settings.download_max_rows
-    table, _ = sqlworker.table(box(catalog), "rows", {"sql": query, "cap": cap, "tables": _tables(query)})
+    table, _ = sqlworker.table(checked.box, "rows", {"sql": checked.query, "cap": cap, "tables": checked.tables})
     if table.num_rows > cap:
         raise QueryError(f"The result has more than {cap:,} rows, too many to download from the browser.",
                          "Save it as a dataset, or use the CLI: python -m core sql \"...\" --out result.parquet "
@@ -130,11 +148,11 @@ def export_query(catalog: Catalog, sql: str, fmt: str) -> tuple[bytes, int]:
     return buf.getvalue(), table.num_rows
 
 
-def _stream_to_parquet(catalog: Catalog, query: str, out: Path) -> int:
+def _stream_to_parquet(checked: _Checked, out: Path) -> int:
     """Stream a checked query's result from the sandbox into a Parquet file that appears only when complete."""
     rows = 0
-    args = {"sql": query, "tables": _tables(query)}
-    with sqlworker.call(box(catalog), "rows", args) as answer, atomic.atomic_path(out) as tmp:
+    args = {"sql": checked.query, "tables": checked.tables}
+    with sqlworker.call(checked.box, "rows", args) as answer, atomic.atomic_path(out) as tmp:
         with pq.ParquetWriter(tmp, answer.reader.schema, compression="zstd") as writer:
             for batch in answer.reader:
                 writer.write_batch(batch)
@@ -148,13 +166,13 @@ def write_query(catalog: Catalog, sql: str, out: Path) -> int:
     Batches are streamed from the sandbox to the file, so a result larger than memory is fine. The
     file appears only when complete (temporary file, then rename).
     """
-    query = check_select(sql, readable(catalog))
+    checked = _checked(catalog, sql)
     out = Path(out).expanduser().resolve()
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise QueryError(f"The output file must end in .parquet. Got {out.name}.", "Name it e.g. result.parquet.")
     if not out.parent.is_dir():
         raise QueryError(f"The folder {out.parent} does not exist.", "Create it first or pick another output path.")
-    return _stream_to_parquet(catalog, query, out)
+    return _stream_to_parquet(checked, out)
 
 
 def save_as_dataset(con: duckdb.DuckDBPyConnection, catalog: Catalog, sql: str, name: str) -> Dataset:
@@ -163,9 +181,9 @@ def save_as_dataset(con: duckdb.DuckDBPyConnection, catalog: Catalog, sql: str, 
     The sandbox streams the rows; this process writes them to a temporary name in the workspace,
     renamed into place and registered only when complete.
     """
-    query = check_select(sql, readable(catalog))
+    checked = _checked(catalog, sql)
     final = new_dataset_path(catalog, name, QueryError)
-    _stream_to_parquet(catalog, query, final)
+    _stream_to_parquet(checked, final)
     return register_written(con, catalog, final, name)
 
 
@@ -184,18 +202,21 @@ def preview(catalog: Catalog, table: str, *, columns: tuple[str, ...] | list[str
         The number of rows matching ``where`` when the caller already knows it; counted otherwise.
     """
     check_page_args(offset, limit)
-    where = sqlcheck.check_filter(where, readable(catalog, extra)) if (where or "").strip() else ""
+    datasets = _datasets(catalog, extra)
+    where = sqlcheck.check_filter(where, set(datasets)) if (where or "").strip() else ""
     started = time.perf_counter()
     args = {"table": table, "columns": list(columns or ()), "where": where, "order_by": order_by,
             "descending": descending, "offset": offset, "limit": limit, "total": total,
             "what": "The filter" if where else "The preview"}
-    rows, header = sqlworker.table(box(catalog, extra), "preview", args, args["what"])
+    rows, header = sqlworker.table(_box(catalog, datasets), "preview", args, args["what"])
     return Page(rows, int(header["total"]), offset, limit, time.perf_counter() - started)
 
 
 def count_rows_where(catalog: Catalog, table: str, where: str = "") -> int:
     """Rows of a dataset matching a user's filter (all rows when it is empty), counted in the sandbox."""
-    where = sqlcheck.check_filter(where, readable(catalog)) if (where or "").strip() else ""
+    datasets = _datasets(catalog)
+    where = sqlcheck.check_filter(where, set(datasets)) if (where or "").strip() else ""
     what = "The filter" if where else "Counting rows"
-    return int(sqlworker.value(box(catalog), "count", {"table": table, "where": where, "what": what}, what)["value"])
+    args = {"table": table, "where": where, "what": what}
+    return int(sqlworker.value(_box(catalog, datasets), "count", args, what)["value"])
 
