@@ -544,12 +544,6 @@ def serve(control_fd: int) -> None:
             os.close(fd)
 
 
-def memory_cap(settings_limit: str) -> int:
-    """The resident-memory cap of a query's process: its DuckDB limit plus room for what DuckDB does not count."""
-    limit = memory_bytes(settings_limit)
-    return int(limit * 1.25) + 512 * 2**20
-
-
 if __name__ == "__main__":
     # Serve from the module itself, not from __main__: operations registered by other modules (the recipe
     # preview) land in core.data.sqlworker.OPS, which a copy of this file running as __main__ would not see.
